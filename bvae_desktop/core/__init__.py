@@ -1,0 +1,1 @@
+"""The engine: data, models, objectives, training, checkpoints. Never imports Qt."""
