@@ -1,0 +1,105 @@
+"""A folder of PNG/JPEG images as a dataset: the researcher's own pictures, resized to one square size.
+
+Images are stretched to size x size (no cropping: nothing the user drew is cut off). Transparent
+pixels are composited onto black, matching the black backgrounds of the built-in datasets.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from bvae_desktop.core.data.imageset import ArrayImageSet
+from bvae_desktop.core.errors import DatasetError
+
+SUFFIXES = (".png", ".jpg", ".jpeg")
+MODES = ("auto", "grey", "gray", "rgb")
+
+
+def load_folder(path: str | Path, *, size: int = 64, mode: str = "auto", **_options: object) -> ArrayImageSet:
+    """Every PNG/JPEG under `path` (recursive, sorted) as (N, C, size, size) uint8.
+
+    mode "auto" gives one grey channel when every image is greyscale, else RGB; "grey"/"rgb" force it.
+    """
+    mode = mode.lower()
+    if mode not in MODES:
+        raise DatasetError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+    if isinstance(size, bool) or not isinstance(size, int) or not 4 <= size <= 1024:
+        raise DatasetError(f"size must be a whole number of pixels from 4 to 1024, not {size!r}")
+    folder = Path(path)
+    files = image_files(folder)
+    arrays = np.stack([_read(f, size) for f in files])  # (N, size, size, 3)
+    if mode in ("grey", "gray"):
+        images = _luminance(arrays)
+    elif mode == "auto" and _all_grey(arrays):
+        images = arrays[..., :1]
+    else:
+        images = arrays
+    return ArrayImageSet(
+        np.ascontiguousarray(images.transpose(0, 3, 1, 2)),
+        name=folder.name or str(folder),
+        source=str(folder),
+    )
+
+
+def image_files(folder: Path) -> list[Path]:
+    """PNG/JPEG files under `folder`, any case of suffix, sorted by relative path for a stable order."""
+    if not folder.exists():
+        raise DatasetError(f"{folder}: folder not found")
+    if not folder.is_dir():
+        raise DatasetError(f"{folder}: not a folder")
+    files = sorted(
+        (p for p in folder.rglob("*") if p.suffix.lower() in SUFFIXES and p.is_file()),
+        key=lambda p: p.relative_to(folder).as_posix(),
+    )
+    if not files:
+        raise DatasetError(f"{folder}: no PNG or JPEG images found (searched sub-folders too)")
+    return files
+
+
+def _read(path: Path, size: int) -> np.ndarray:
+    """One image as (size, size, 3) uint8; a grey image has three equal channels."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+            rgb = _to_rgb(img)
+            rgb = rgb.resize((size, size), Image.Resampling.LANCZOS)
+            return np.asarray(rgb, dtype=np.uint8)
+    except Exception as exc:  # Pillow raises many types (OSError, SyntaxError, DecompressionBombError, ...)
+        raise DatasetError(f"{path}: cannot read this image ({exc})") from exc
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """RGB with any transparency composited onto black."""
+    if img.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+        return _high_depth_to_l(img).convert("RGB")
+    if img.mode in ("1", "L"):
+        return img.convert("L").convert("RGB")
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        black = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+        return Image.alpha_composite(black, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def _high_depth_to_l(img: Image.Image) -> Image.Image:
+    """16-bit or float greys scaled into 0..255 (Pillow's own convert would clip them)."""
+    arr = np.asarray(img, dtype=np.float64)
+    peak = float(arr.max(initial=0.0))
+    if img.mode == "F" and peak <= 1.0:
+        arr = arr * 255.0
+    elif peak > 255.0:
+        arr = arr * (255.0 / 65535.0)
+    return Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8))
+
+
+def _all_grey(arrays: np.ndarray) -> bool:
+    return bool((arrays[..., 0] == arrays[..., 1]).all() and (arrays[..., 1] == arrays[..., 2]).all())
+
+
+def _luminance(arrays: np.ndarray) -> np.ndarray:
+    """ITU-R 601 luma, as Pillow's convert("L"), for forcing colour images to grey."""
+    weights = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    return np.clip(np.rint(arrays.astype(np.float32) @ weights), 0, 255).astype(np.uint8)[..., None]
