@@ -1,0 +1,139 @@
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from bvae_desktop.core.checkpoint import load_checkpoint
+from bvae_desktop.core.config import TrainConfig
+from bvae_desktop.core.data import ArrayImageSet
+from bvae_desktop.core.errors import TrainingError
+from bvae_desktop.core.runlog import read_runlog
+from bvae_desktop.core.trainer import Trainer
+
+
+def squares(n: int = 256, size: int = 32, seed: int = 0) -> ArrayImageSet:
+    """Binary images of a square at a random position: easy to learn, so losses move fast."""
+    rng = np.random.default_rng(seed)
+    images = np.zeros((n, 1, size, size), dtype=np.uint8)
+    for i, (x, y) in enumerate(rng.integers(2, size - 10, (n, 2))):
+        images[i, 0, y : y + 8, x : x + 8] = 255
+    return ArrayImageSet(images, name="squares", source="test")
+
+
+def small_config(**overrides) -> TrainConfig:
+    values = dict(latent_dim=4, batch_size=16, steps=20, val_every=10, checkpoint_every=10, lr=1e-3, device="cpu")
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def test_loss_falls_over_a_short_run():
+    trainer = Trainer(small_config(steps=150, lr=2e-3), dataset=squares())
+    losses = [event.loss for event in trainer.steps()]
+    assert len(losses) == 150
+    assert np.mean(losses[-20:]) < 0.7 * np.mean(losses[:5])
+
+
+def test_events_carry_every_metric():
+    trainer = Trainer(small_config(steps=10, objective="beta-b", c_max=5.0, c_steps=10), dataset=squares())
+    events = list(trainer.steps())
+    last = events[-1]
+    assert [e.step for e in events] == list(range(1, 11))
+    assert len(last.kl_per_dim) == 4 and last.kl == pytest.approx(sum(last.kl_per_dim), rel=1e-4)
+    assert last.capacity == pytest.approx(4.5)  # C(t) at the step the loss was computed (9 of 10)
+    assert last.validation is not None and set(last.validation) == {"loss", "recon", "kl"}
+    assert last.lr == pytest.approx(1e-3) and last.images_per_s > 0
+    assert last.beta_norm == pytest.approx(last.beta * 4 / (32 * 32))
+
+
+def test_run_folder_holds_checkpoint_log_and_config(tmp_path):
+    trainer = Trainer(small_config(), dataset=squares(), run_dir=tmp_path / "run")
+    events = list(trainer.steps())
+    assert [e.checkpoint is not None for e in events].count(True) == 2
+    checkpoint = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    assert checkpoint.step == 20 and checkpoint.config.latent_dim == 4
+    history = read_runlog(tmp_path / "run" / "runlog.h5")
+    assert list(history.train["step"]) == list(range(1, 21))
+    np.testing.assert_allclose(history.train["loss"], [e.loss for e in events], rtol=1e-6)
+    assert list(history.validation["step"]) == [10, 20]
+    assert (tmp_path / "run" / "config.json").exists()
+
+
+def test_resume_continues_exactly(tmp_path):
+    full = [e.loss for e in Trainer(small_config(steps=20), dataset=squares()).steps()]
+    first = Trainer(small_config(steps=20), dataset=squares(), run_dir=tmp_path / "a")
+    head = []
+    for event in first.steps():
+        head.append(event.loss)
+        if event.step == 8:
+            first.stop()
+    assert len(head) == 8
+    resumed = Trainer(
+        small_config(steps=20), dataset=squares(), run_dir=tmp_path / "a", resume=tmp_path / "a" / "checkpoint.pt"
+    )
+    assert resumed.step == 8
+    tail = [e.loss for e in resumed.steps()]
+    assert head + tail == full
+    history = read_runlog(tmp_path / "a" / "runlog.h5")
+    assert list(history.train["step"]) == list(range(1, 21))
+
+
+def test_pause_holds_steps_until_resume_and_stop_ends_the_run(tmp_path):
+    trainer = Trainer(small_config(steps=1000), dataset=squares(), run_dir=tmp_path)
+    seen: list[int] = []
+    paused_at = threading.Event()
+    proceed = threading.Event()
+
+    def run() -> None:
+        for event in trainer.steps():
+            seen.append(event.step)
+            if event.step == 3:
+                trainer.pause()
+                paused_at.set()
+            if event.step == 6:
+                trainer.stop()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    assert paused_at.wait(10)
+    # While paused the worker sits in _wait_while_paused: the count cannot move.
+    count = len(seen)
+    proceed.wait(0.2)
+    assert len(seen) == count == 3
+    trainer.resume()
+    thread.join(10)
+    assert not thread.is_alive()
+    assert seen == [1, 2, 3, 4, 5, 6]
+    assert load_checkpoint(tmp_path / "checkpoint.pt").step == 6
+
+
+def test_set_beta_takes_effect_at_next_step_and_is_logged(tmp_path):
+    trainer = Trainer(small_config(steps=6, beta=4.0), dataset=squares(), run_dir=tmp_path)
+    betas, changed = [], []
+    for event in trainer.steps():
+        betas.append(event.beta)
+        changed.append(event.beta_changed)
+        if event.step == 2:
+            trainer.set_beta(0.5)
+    assert betas == [4.0, 4.0, 0.5, 0.5, 0.5, 0.5]
+    assert changed == [False, False, True, False, False, False]
+    history = read_runlog(tmp_path / "runlog.h5")
+    assert list(history.beta_changes["step"]) == [2] and list(history.beta_changes["beta"]) == [0.5]
+    assert load_checkpoint(tmp_path / "checkpoint.pt").beta == 0.5
+    with pytest.raises(ValueError, match="β must be a finite number"):
+        trainer.set_beta(float("inf"))
+
+
+def test_non_finite_loss_stops_with_step_and_keeps_last_checkpoint(tmp_path):
+    trainer = Trainer(small_config(steps=40), dataset=squares(), run_dir=tmp_path)
+    before = None
+    with pytest.raises(TrainingError, match=r"non-finite loss .* at step 13") as info:
+        for event in trainer.steps():
+            if event.step == 10:
+                before = (tmp_path / "checkpoint.pt").read_bytes()
+            if event.step == 12:
+                with torch.no_grad():
+                    trainer.model.encoder.fc[-1].bias.fill_(float("nan"))
+    assert "checkpoint.pt is kept" in str(info.value)
+    assert (tmp_path / "checkpoint.pt").read_bytes() == before
+    assert load_checkpoint(tmp_path / "checkpoint.pt").step == 10
