@@ -1,0 +1,150 @@
+"""Training throughput: our pipeline against the way common libraries feed a VAE, in one run.
+
+Ours: uint8 images held as one tensor on the training device, batches indexed there, no per-item
+Python; channels_last and bf16 autocast on CUDA. Baseline: a per-item torch Dataset over the
+same array, a DataLoader, eager NCHW float32. Same model, objective, optimizer and batch size.
+Also: the procedural dSprites source (rendered per batch) against the in-memory array, and the
+share of a step spent outside the model (data, logging).
+
+    python benchmarks/train_throughput.py [--steps 60] [--batches 64 256] [--device auto]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from bvae_desktop.core.config import TrainConfig
+from bvae_desktop.core.data import ArrayImageSet, load_dataset
+from bvae_desktop.core.device import device_label, pick_device
+from bvae_desktop.core.nets import BetaVAE
+from bvae_desktop.core.objectives import BetaHLoss
+from bvae_desktop.core.trainer import Trainer
+
+IMAGES = 8192
+
+
+def binary_images(count: int) -> np.ndarray:
+    """64x64 binary images (procedural dSprites rendered once), the data every pipeline reads."""
+    source = load_dataset("dsprites-procedural")
+    idx = np.random.default_rng(0).choice(len(source), count, replace=False)
+    return source.batch(idx).numpy()
+
+
+class PerItemDataset(Dataset):
+    """The common pattern: index one image, convert it to float in Python, let DataLoader collate."""
+
+    def __init__(self, images: np.ndarray) -> None:
+        self.images = images
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return torch.from_numpy(self.images[index].astype(np.float32) / 255.0)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _step_parts(device: torch.device):
+    torch.manual_seed(0)
+    model = BetaVAE((1, 64, 64), 10).to(device)
+    return model, torch.optim.Adam(model.parameters(), lr=5e-4), BetaHLoss(4.0, "bernoulli")
+
+
+def _model_step(model, optimizer, loss_fn, x: torch.Tensor, step: int) -> None:
+    noise = torch.randn(x.shape[0], 10, device=x.device)
+    out, mean, logvar = model(x, noise)
+    terms = loss_fn(out, x, mean, logvar, step)
+    optimizer.zero_grad()
+    terms.total.backward()
+    optimizer.step()
+    float(terms.total)
+
+
+def model_only_seconds(images: np.ndarray, batch: int, steps: int, device: torch.device) -> float:
+    """Seconds per step with one batch already on the device: the floor no pipeline can beat."""
+    model, optimizer, loss_fn = _step_parts(device)
+    x = torch.from_numpy(images[:batch]).float().div(255).to(device)
+    for step in range(5):
+        _model_step(model, optimizer, loss_fn, x, step)
+    sync(device)
+    start = time.perf_counter()
+    for step in range(steps):
+        _model_step(model, optimizer, loss_fn, x, step)
+    sync(device)
+    return (time.perf_counter() - start) / steps
+
+
+def baseline_rate(images: np.ndarray, batch: int, steps: int, device: torch.device) -> float:
+    """images/s of the DataLoader pipeline."""
+    model, optimizer, loss_fn = _step_parts(device)
+    loader = DataLoader(PerItemDataset(images), batch_size=batch, shuffle=True, drop_last=True)
+    done, start = 0, time.perf_counter()
+    while done < steps + 5:
+        for x in loader:
+            if done == 5:
+                sync(device)
+                start = time.perf_counter()
+            _model_step(model, optimizer, loss_fn, x.to(device), done)
+            done += 1
+            if done >= steps + 5:
+                break
+    sync(device)
+    return steps * batch / (time.perf_counter() - start)
+
+
+def ours_rate(dataset, batch: int, steps: int, device: torch.device) -> float:
+    """images/s of our Trainer (events, validation off, no run folder), warm-up excluded."""
+    config = TrainConfig(
+        batch_size=batch, steps=steps + 5, val_every=10**9, checkpoint_every=10**9, device=str(device), latent_dim=10
+    )
+    start = time.perf_counter()
+    for event in Trainer(config, dataset=dataset).steps():
+        if event.step == 5:
+            sync(device)
+            start = time.perf_counter()
+    sync(device)
+    return steps * batch / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--batches", type=int, nargs="+", default=[64, 256])
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args()
+    device = pick_device(args.device)
+    images = binary_images(IMAGES)
+    print(
+        f"device: {device_label(device)}; torch {torch.__version__}; threads {torch.get_num_threads()}; "
+        f"{args.steps} timed steps after 5 warm-up steps"
+    )
+    print()
+    print(
+        "| batch | baseline img/s | ours (array) img/s | ratio | ours (procedural) img/s | ratio | "
+        "share outside model, baseline | share outside model, ours |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for batch in args.batches:
+        floor = model_only_seconds(images, batch, args.steps, device)
+        base = baseline_rate(images, batch, args.steps, device)
+        ours = ours_rate(ArrayImageSet(images, name="bench"), batch, args.steps, device)
+        proc = ours_rate(load_dataset("dsprites-procedural"), batch, args.steps, device)
+        base_outside = max(0.0, 1.0 - floor * base / batch)
+        ours_outside = max(0.0, 1.0 - floor * ours / batch)
+        print(
+            f"| {batch} | {base:,.0f} | {ours:,.0f} | {ours / base:.2f}x | {proc:,.0f} | {proc / base:.2f}x | "
+            f"{base_outside:.1%} | {ours_outside:.1%} |"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,256 @@
+"""The `bvae` command: the engine without a window. Bad input: one line on stderr, non-zero exit."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from bvae_desktop import __version__
+from bvae_desktop.core.config import (
+    DATASETS,
+    OBJECTIVES,
+    RECONSTRUCTIONS,
+    TrainConfig,
+    beta_from_normalised,
+    beta_normalised,
+)
+from bvae_desktop.core.errors import BvaeError, ConfigError
+
+# flag -> TrainConfig field, for flags that map one to one
+_TRAIN_FLAGS: dict[str, str] = {
+    "dataset": "dataset",
+    "data": "data_path",
+    "objective": "objective",
+    "beta": "beta",
+    "gamma": "gamma",
+    "c_max": "c_max",
+    "c_steps": "c_steps",
+    "latent_dim": "latent_dim",
+    "lr": "lr",
+    "batch_size": "batch_size",
+    "steps": "steps",
+    "val_every": "val_every",
+    "val_fraction": "val_fraction",
+    "checkpoint_every": "checkpoint_every",
+    "seed": "seed",
+    "device": "device",
+    "reconstruction": "reconstruction",
+    "bf16": "bf16",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bvae", description="Train and inspect β-VAEs (β-VAE Desktop's engine).")
+    parser.add_argument("--version", action="version", version=f"bvae {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = commands.add_parser(
+        "train",
+        help="train a VAE or β-VAE",
+        description="Train a VAE or β-VAE. "
+        "Settings come from the defaults, then --config, then --resume's checkpoint, then flags.",
+    )
+    train.add_argument("--config", type=Path, help="JSON file of settings (as written to RUN_DIR/config.json)")
+    train.add_argument("--dataset", choices=DATASETS, help="data source (default dsprites-procedural, built in)")
+    train.add_argument("--data", help="file or folder for file-based sources")
+    train.add_argument("--objective", choices=OBJECTIVES, help="vae (β=1), beta-h (β·KL) or beta-b (γ·|KL−C|)")
+    beta = train.add_mutually_exclusive_group()
+    beta.add_argument("--beta", type=float, help="β on the summed KL (Higgins: 4 on dSprites)")
+    beta.add_argument("--beta-norm", type=float, help="β on per-pixel/per-latent means; converted to --beta")
+    train.add_argument("--gamma", type=float, help="capacity β-VAE: weight γ on |KL − C|")
+    train.add_argument("--c-max", type=float, help="capacity β-VAE: final capacity C in nats")
+    train.add_argument("--c-steps", type=int, help="capacity β-VAE: steps over which C rises to C_max")
+    train.add_argument("--latent-dim", type=int, help="latent dimensions (default 10)")
+    train.add_argument("--lr", type=float, help="Adam learning rate (default 5e-4)")
+    train.add_argument("--batch-size", type=int, help="images per step (default 64)")
+    train.add_argument("--steps", type=int, help="total training steps (default 1000)")
+    train.add_argument("--val-every", type=int, help="validate every N steps")
+    train.add_argument("--val-fraction", type=float, help="share of images held out for validation")
+    train.add_argument("--checkpoint-every", type=int, help="write a checkpoint every N steps")
+    train.add_argument("--seed", type=int, help="random seed (data split, init, batches)")
+    train.add_argument("--device", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
+    train.add_argument(
+        "--reconstruction", choices=RECONSTRUCTIONS, help="auto: Bernoulli for grey, Gaussian for colour"
+    )
+    train.add_argument("--no-bf16", dest="bf16", action="store_const", const=False, help="no bf16 autocast on CUDA")
+    train.add_argument("--threads", type=int, help="CPU threads for torch")
+    train.add_argument(
+        "--out", type=Path, help="run folder: checkpoint.pt, runlog.h5, config.json (default runs/<time>)"
+    )
+    train.add_argument("--resume", type=Path, metavar="CHECKPOINT", help="continue from a checkpoint")
+    train.add_argument("--quiet", action="store_true", help="no progress line")
+    train.set_defaults(handler=cmd_train)
+
+    info = commands.add_parser("info", help="describe a checkpoint")
+    info.add_argument("checkpoint", type=Path)
+    info.set_defaults(handler=cmd_info)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except BvaeError as exc:
+        print(f"bvae {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """Defaults, then --config, then the resumed checkpoint's settings, then explicit flags."""
+    from bvae_desktop.core.checkpoint import load_checkpoint
+
+    values: dict[str, Any] = TrainConfig().to_dict()
+    if args.config is not None:
+        values.update(TrainConfig.load(args.config).to_dict())
+    if args.resume is not None:
+        values.update(load_checkpoint(args.resume).config.to_dict())
+    for flag, field_name in _TRAIN_FLAGS.items():
+        value = getattr(args, flag, None)
+        if value is not None:
+            values[field_name] = value
+    if args.beta_norm is not None:
+        values["beta"] = _beta_from_norm(args.beta_norm, values)
+    return TrainConfig.from_dict(values, source="command line")
+
+
+def _beta_from_norm(beta_norm: float, values: dict[str, Any]) -> float:
+    from bvae_desktop.core.data import load_dataset
+
+    shape = load_dataset(values["dataset"], values.get("data_path")).shape
+    return beta_from_normalised(beta_norm, int(values["latent_dim"]), shape)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import torch
+
+    from bvae_desktop.core.trainer import Trainer
+
+    config = train_config_from_args(args)
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ConfigError(f"--threads must be at least 1; got {args.threads}")
+        torch.set_num_threads(args.threads)
+    out = args.out
+    if out is None:
+        out = args.resume.parent if args.resume is not None else Path("runs") / time.strftime("%Y%m%d-%H%M%S")
+    trainer = Trainer(config, run_dir=out, resume=args.resume)
+    print(f"training on {trainer.device}: {trainer.dataset.describe()}", file=sys.stderr)
+    print(
+        f"objective {config.objective}, β {trainer.beta:g} (normalised {trainer.beta_norm:.3g}), "
+        f"latent {config.latent_dim}, {config.steps} steps from step {trainer.step}; run folder {out}",
+        file=sys.stderr,
+    )
+    progress = _Progress(enabled=not args.quiet, start_step=trainer.step)
+    previous = signal.signal(signal.SIGINT, _stop_on_interrupt(trainer))
+    event = None
+    try:
+        for event in trainer.steps():
+            progress.update(event)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        progress.finish()
+    if trainer.stopped:
+        print(f"stopped at step {trainer.step}; checkpoint kept in {trainer.checkpoint_path}", file=sys.stderr)
+        return 130
+    if event is not None:
+        print(
+            f"done: step {event.step}, loss {event.loss:.2f}, recon {event.recon:.2f}, KL {event.kl:.2f}; "
+            f"checkpoint {trainer.checkpoint_path}",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def _stop_on_interrupt(trainer: Any) -> Callable[[int, FrameType | None], None]:
+    """First Ctrl-C stops after the current step and saves; a second one aborts at once."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if trainer.stopped:
+            raise KeyboardInterrupt
+        print("\nstopping after this step (Ctrl-C again to abort)...", file=sys.stderr)
+        trainer.stop()
+
+    return handler
+
+
+class _Progress:
+    """A progress line at most ~4 times a second: rewritten in place on a terminal, appended otherwise."""
+
+    def __init__(self, *, enabled: bool, start_step: int) -> None:
+        self.enabled = enabled
+        self.tty = sys.stderr.isatty()
+        self.interval = 0.25 if self.tty else 5.0
+        self.last = 0.0
+        self.started = time.perf_counter()
+        self.start_step = start_step
+        self.shown = False
+
+    def update(self, event: Any) -> None:
+        now = time.perf_counter()
+        if not self.enabled or (now - self.last < self.interval and not event.done):
+            return
+        self.last = now
+        done = event.step - self.start_step
+        eta = (event.total_steps - event.step) * (now - self.started) / max(done, 1)
+        line = (
+            f"step {event.step}/{event.total_steps}  loss {event.loss:.2f}  recon {event.recon:.2f}  "
+            f"KL {event.kl:.2f}  β {event.beta:g}  {event.images_per_s:,.0f} img/s  ETA {_clock(eta)}"
+        )
+        if self.tty:
+            sys.stderr.write("\r" + line.ljust(100))
+        else:
+            sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+        self.shown = True
+
+    def finish(self) -> None:
+        if self.enabled and self.tty and self.shown:
+            sys.stderr.write("\n")
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(max(seconds, 0))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from bvae_desktop.core.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(args.checkpoint)
+    config = ckpt.config
+    beta_norm = beta_normalised(ckpt.beta, config.latent_dim, ckpt.image_shape)
+    channels, height, width = ckpt.image_shape
+    lines = [
+        f"checkpoint   {args.checkpoint}",
+        f"dataset      {config.dataset}"
+        + (f" ({config.data_path})" if config.data_path else "")
+        + (f": {ckpt.dataset.get('name')}" if ckpt.dataset.get("name") else ""),
+        f"images       {height}x{width}, {channels} channel(s)",
+        f"objective    {config.objective}",
+        f"beta         {ckpt.beta:g} (summed KL; normalised {beta_norm:.4g}, = β·z/(H·W·C))",
+    ]
+    if config.objective == "beta-b":
+        lines.append(f"capacity     γ {ckpt.beta:g}, C_max {config.c_max:g} nats over {config.c_steps} steps")
+    lines += [
+        f"latent dim   {config.latent_dim}",
+        f"step         {ckpt.step} of {config.steps}",
+    ]
+    for key in ("loss", "recon", "kl", "val_loss", "val_recon", "val_kl"):
+        if key in ckpt.metrics:
+            lines.append(f"{key:<12} {ckpt.metrics[key]:.4f}")
+    if ckpt.versions:
+        lines.append("versions     " + ", ".join(f"{k} {v}" for k, v in sorted(ckpt.versions.items())))
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
