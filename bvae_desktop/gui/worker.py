@@ -1,0 +1,199 @@
+"""The bridge between the trainer and the window: a QObject worker living in a QThread.
+
+Commands (pause, resume, stop, set β) go straight to the trainer's thread-safe events, never
+through queued slots, which would wait until the loop ends. Results go back as signals carrying
+plain numbers and numpy arrays, batched to at most ~10 emissions a second.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QObject, QThread, Signal
+
+from bvae_desktop.core.config import TrainConfig
+from bvae_desktop.core.errors import BvaeError, TrainingError
+from bvae_desktop.core.trainer import StepEvent, Trainer
+
+EMIT_INTERVAL_S = 0.1
+SAMPLE_INTERVAL_S = 15.0
+SAMPLE_COUNT = 6
+
+
+@dataclass(frozen=True)
+class StepBatch:
+    """Every step since the last emission, as arrays: what the plots append in one go."""
+
+    steps: np.ndarray
+    loss: np.ndarray
+    recon: np.ndarray
+    kl: np.ndarray
+    last: StepEvent
+    validation: list[tuple[int, dict[str, float]]]
+    beta_changes: list[tuple[int, float]]
+
+
+def gui_thread_count() -> int:
+    """Torch threads for training: every core but one, which stays with the GUI."""
+    return max(1, (os.cpu_count() or 1) - 1)
+
+
+class TrainingWorker(QObject):
+    """Runs one Trainer in its thread. Create with no parent, then `moveToThread`."""
+
+    started = Signal(str, int)  # dataset description, starting step
+    stepsReady = Signal(object)  # StepBatch
+    samplesReady = Signal(object, object, int)  # originals, reconstructions (uint8 NCHW), step
+    halted = Signal(str)  # a non-finite loss: paused, the message says at which step
+    failed = Signal(str)  # the run could not start or broke: the engine's message
+    finished = Signal(int, str)  # last step, checkpoint path ("" if none)
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        run_dir: Path,
+        resume: Path | None = None,
+        sample_interval_s: float = SAMPLE_INTERVAL_S,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.resume_from = resume
+        self.sample_interval_s = sample_interval_s
+        self.trainer: Trainer | None = None
+        self._lock = threading.Lock()
+        self._paused = threading.Event()
+        self._stop = threading.Event()
+        self._pending_beta: float | None = None
+
+    # ----- commands, called from the GUI thread ---------------------------------------------
+    def pause(self) -> None:
+        with self._lock:
+            self._paused.set()
+            if self.trainer is not None:
+                self.trainer.pause()
+
+    def resume(self) -> None:
+        with self._lock:
+            self._paused.clear()
+            if self.trainer is not None:
+                self.trainer.resume()
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stop.set()
+            self._paused.clear()
+            if self.trainer is not None:
+                self.trainer.stop()
+                self.trainer.resume()
+
+    def set_beta(self, value: float) -> None:
+        with self._lock:
+            if self.trainer is not None:
+                self.trainer.set_beta(value)
+            else:
+                self._pending_beta = value
+
+    @property
+    def is_paused(self) -> bool:
+        return self._paused.is_set()
+
+    # ----- the loop, in the worker thread ---------------------------------------------------
+    def run(self) -> None:
+        import torch
+
+        torch.set_num_threads(gui_thread_count())
+        try:
+            trainer = Trainer(self.config, run_dir=self.run_dir, resume=self.resume_from)
+        except BvaeError as exc:
+            self.failed.emit(str(exc))
+            self.finished.emit(0, "")
+            return
+        except Exception as exc:  # a bug or an OS error: still a message, never a dead thread
+            self.failed.emit(f"{type(exc).__name__}: {exc}")
+            self.finished.emit(0, "")
+            return
+        with self._lock:
+            self.trainer = trainer
+            if self._pending_beta is not None:
+                trainer.set_beta(self._pending_beta)
+            if self._paused.is_set():
+                trainer.pause()
+            if self._stop.is_set():
+                trainer.stop()
+        self.started.emit(trainer.dataset.describe(), trainer.step)
+        sample_indices = trainer.val_indices[:SAMPLE_COUNT]
+        self._emit_samples(trainer, sample_indices)
+        try:
+            self._train(trainer, sample_indices)
+        except Exception as exc:
+            self.failed.emit(str(exc) if isinstance(exc, BvaeError) else f"{type(exc).__name__}: {exc}")
+        path = trainer.checkpoint_path if trainer.checkpoint_path and trainer.checkpoint_path.exists() else None
+        self.finished.emit(trainer.step, str(path) if path else "")
+
+    def _train(self, trainer: Trainer, sample_indices: np.ndarray) -> None:
+        while True:
+            try:
+                self._loop(trainer, sample_indices)
+                return
+            except TrainingError as exc:
+                # The optimizer never applied the bad step: pause, let the user lower β or stop.
+                trainer.pause()
+                self._paused.set()
+                self.halted.emit(str(exc))
+                if not trainer._wait_while_paused() or self._stop.is_set():
+                    return
+
+    def _loop(self, trainer: Trainer, sample_indices: np.ndarray) -> None:
+        pending: list[StepEvent] = []
+        last_emit = time.perf_counter()
+        last_sample = last_emit
+        for event in trainer.steps():
+            pending.append(event)
+            now = time.perf_counter()
+            if now - last_emit >= EMIT_INTERVAL_S or event.done:
+                self._emit_steps(pending)
+                pending = []
+                last_emit = now
+            if now - last_sample >= self.sample_interval_s:
+                self._emit_samples(trainer, sample_indices)
+                last_sample = time.perf_counter()
+        if pending:
+            self._emit_steps(pending)
+        self._emit_samples(trainer, sample_indices)
+
+    def _emit_steps(self, events: list[StepEvent]) -> None:
+        self.stepsReady.emit(
+            StepBatch(
+                steps=np.array([e.step for e in events], dtype=np.int64),
+                loss=np.array([e.loss for e in events]),
+                recon=np.array([e.recon for e in events]),
+                kl=np.array([e.kl for e in events]),
+                last=events[-1],
+                validation=[(e.step, dict(e.validation)) for e in events if e.validation],
+                beta_changes=[(e.step - 1, e.beta) for e in events if e.beta_changed],
+            )
+        )
+
+    def _emit_samples(self, trainer: Trainer, indices: np.ndarray) -> None:
+        """Reconstructions between steps, in this thread, so the optimizer is never mid-update."""
+        if len(indices) == 0:
+            return
+        originals, reconstructions = trainer.reconstruct(indices)
+        self.samplesReady.emit(originals, reconstructions, trainer.step)
+
+
+def start_worker(worker: TrainingWorker) -> QThread:
+    """Move `worker` to a new QThread and start it; the thread quits when the worker finishes."""
+    thread = QThread()
+    thread.setObjectName("trainingThread")
+    worker.moveToThread(thread)
+    thread.started.connect(worker.run)
+    worker.finished.connect(thread.quit)
+    thread.start()
+    return thread

@@ -1,0 +1,37 @@
+"""GUI tests run offscreen and fail if they leave a QThread running (napari's discipline)."""
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import pytest  # noqa: E402
+from PySide6.QtCore import QThread  # noqa: E402
+
+_started_threads: list[QThread] = []
+_original_start = QThread.start
+
+
+def _tracking_start(self, *args, **kwargs):
+    _started_threads.append(self)
+    return _original_start(self, *args, **kwargs)
+
+
+@pytest.fixture(autouse=True)
+def _no_thread_left_running(qapp):
+    QThread.start = _tracking_start
+    _started_threads.clear()
+    yield
+    QThread.start = _original_start
+    running = []
+    for thread in _started_threads:
+        try:
+            if thread.isRunning():
+                running.append(thread)
+        except RuntimeError:  # the C++ object is gone: it cannot be running
+            continue
+    _started_threads.clear()
+    if running:
+        for thread in running:
+            thread.quit()
+            thread.wait(5000)
+        pytest.fail(f"test left {len(running)} QThread(s) running")
