@@ -34,6 +34,9 @@ class KlBarView(QWidget):
         self._kl = np.zeros(0, dtype=np.float64)
         self._order = np.zeros(0, dtype=np.int64)
         self._capacity: float | None = None
+        self._x_count = -1
+        self._y_range: tuple[float, float] | None = None
+        self._ticks: list[tuple[int, str]] | None = None
 
         self._plot_widget = pg.PlotWidget(self)
         self._plot_widget.setObjectName("klBarPlotWidget")
@@ -116,6 +119,7 @@ class KlBarView(QWidget):
         if n == 0:
             self.bars.setOpts(x=np.zeros(0), height=np.zeros(0), brushes=[])
             axis.setTicks([[]])
+            self._ticks, self._x_count, self._y_range = None, -1, None
             self.plot_item.setXRange(-0.5, 0.5, padding=0)
             self.plot_item.setYRange(0, max(1.0, 2 * self._threshold), padding=0)
             self._summary.setText("KL per dimension: no data yet")
@@ -128,8 +132,16 @@ class KlBarView(QWidget):
         finite = sorted_kl[np.isfinite(sorted_kl)]
         top = max(float(finite.max()) if finite.size else 0.0, self._threshold, 1e-3)
         bottom = min(float(finite.min()) if finite.size else 0.0, 0.0)
-        self.plot_item.setXRange(-0.6, n - 0.4, padding=0)
-        self.plot_item.setYRange(bottom, top * 1.08, padding=0)
+        # Change the ranges only when the bars outgrow them or shrink a lot: a range change
+        # repaints the axes, most of a live update's cost.
+        if self._x_count != n:
+            self._x_count = n
+            self.plot_item.setXRange(-0.6, n - 0.4, padding=0)
+        y_range = (bottom, top * 1.08)
+        current = self._y_range
+        if current is None or y_range[0] < current[0] or y_range[1] > current[1] or y_range[1] < 0.6 * current[1]:
+            self._y_range = (bottom, top * 1.25)
+            self.plot_item.setYRange(*self._y_range, padding=0)
 
         total = float(np.nansum(self._kl))
         text = (
@@ -137,7 +149,8 @@ class KlBarView(QWidget):
         )
         if self._capacity is not None:
             text += f" · target C(t) {self._capacity:.1f} nats"
-        self._summary.setText(text)
+        if text != self._summary.text():
+            self._summary.setText(text)
 
     def _update_ticks(self) -> None:
         n = len(self._order)
@@ -145,7 +158,9 @@ class KlBarView(QWidget):
         width = max(self.width() - 50, 50)
         step = max(1, math.ceil(n * _TICK_LABEL_PX / width))
         ticks = [(i, f"z{int(d)}") for i, d in enumerate(self._order) if i % step == 0]
-        self.plot_item.getAxis("bottom").setTicks([ticks])
+        if ticks != self._ticks:
+            self._ticks = ticks
+            self.plot_item.getAxis("bottom").setTicks([ticks])
 
     def resizeEvent(self, event) -> None:
         super().resizeEvent(event)

@@ -50,6 +50,8 @@ class _GrowingSeries:
         self._cols = {name: np.empty(self._initial, dtype=np.float64) for name in self._names}
         self._n = 0
         self.min_positive = np.inf  # smallest value > 0 in any value column
+        self.min_value = np.inf  # bounds of every value column, kept at append time for the y range
+        self.max_value = -np.inf
 
     def __len__(self) -> int:
         return self._n
@@ -82,6 +84,10 @@ class _GrowingSeries:
             positive = values[values > 0]
             if positive.size:
                 self.min_positive = min(self.min_positive, float(positive.min()))
+            finite = values[np.isfinite(values)]
+            if finite.size:
+                self.min_value = min(self.min_value, float(finite.min()))
+                self.max_value = max(self.max_value, float(finite.max()))
         self._n = need
         return k
 
@@ -125,6 +131,14 @@ class LossPlotView(QWidget):
         plot.showGrid(x=True, y=True, alpha=0.15)
         plot.setLabel("bottom", "step")
         plot.setLabel("left", "loss")
+        # The view follows the data in coarse steps (x grows by a quarter, y only when the data
+        # leaves it or shrinks a lot): every range change repaints both axes, the biggest cost
+        # of a live update. Panning or zooming by hand stops the following until clear().
+        plot.enableAutoRange(x=False, y=False)
+        self._follow = True
+        self._x_max = 0.0
+        self._y_range: tuple[float, float] | None = None
+        plot.getViewBox().sigRangeChangedManually.connect(self._on_manual_range)
 
         self._train_curves: dict[str, pg.PlotDataItem] = {}
         self._val_curves: dict[str, pg.PlotDataItem] = {}
@@ -209,6 +223,9 @@ class LossPlotView(QWidget):
             self.plot_item.removeItem(line)
         self._marker_lines.clear()
         self._markers.clear()
+        self._follow = True
+        self._x_max = 0.0
+        self._y_range = None
 
     def set_history(
         self,
@@ -268,7 +285,38 @@ class LossPlotView(QWidget):
     def _log_floor(self) -> float:
         return max(LOG_FLOOR, min(self._train.min_positive, self._val.min_positive, 1.0))
 
+    def _on_manual_range(self, *_args) -> None:
+        self._follow = False
+
+    def _update_range(self) -> None:
+        """Move the view only when the data outgrows it (see the note in __init__)."""
+        if not self._follow or not (len(self._train) or len(self._val)):
+            return
+        last = max(
+            self._train.view("step")[-1] if len(self._train) else 0, self._val.view("step")[-1] if len(self._val) else 0
+        )
+        if last > self._x_max or self._x_max == 0:
+            self._x_max = float(_nice_ceiling(max(last * 1.25, 10)))
+            self.plot_item.setXRange(0, self._x_max, padding=0)
+        lo = min(self._train.min_value, self._val.min_value)
+        hi = max(self._train.max_value, self._val.max_value)
+        if not (np.isfinite(lo) and np.isfinite(hi)):
+            return
+        if self.log_y:
+            lo, hi = np.log10(max(lo, self._log_floor())), np.log10(max(hi, self._log_floor()))
+        span = max(hi - lo, 1e-9)
+        current = self._y_range
+        outside = current is None or lo < current[0] or hi > current[1]
+        too_loose = current is not None and (current[1] - current[0]) > 1.6 * span + 1e-9
+        if outside or too_loose:
+            self._y_range = (lo - 0.05 * span, hi + 0.05 * span)
+            self.plot_item.setYRange(*self._y_range, padding=0)
+
     def _refresh(self, series: _GrowingSeries, curves: dict[str, pg.PlotDataItem]) -> None:
+        self._draw(series, curves)
+        self._update_range()
+
+    def _draw(self, series: _GrowingSeries, curves: dict[str, pg.PlotDataItem]) -> None:
         x = series.view("step")
         if not self.log_y:
             for name, curve in curves.items():
@@ -280,12 +328,22 @@ class LossPlotView(QWidget):
         if series is self._val:
             self._val_floor = floor
         elif floor != self._val_floor and len(self._val):
-            self._refresh(self._val, self._val_curves)  # the floor moved: keep both in step
+            self._draw(self._val, self._val_curves)  # the floor moved: keep both in step
 
     def _on_log_y_toggled(self, on: bool) -> None:
         self.plot_item.setLogMode(y=on)  # also ticks pyqtgraph's own menu box
+        self._y_range = None
         self._refresh(self._train, self._train_curves)
         self._refresh(self._val, self._val_curves)
 
     def _on_plot_log_y_toggled(self, on: bool) -> None:
         self._log_check.setChecked(on)  # no-op (no signal) when already in that state
+
+
+def _nice_ceiling(value: float) -> float:
+    """The next of 1, 2, 2.5, 5 times a power of ten at or above `value`."""
+    power = 10.0 ** np.floor(np.log10(value))
+    for factor in (1.0, 2.0, 2.5, 5.0, 10.0):
+        if factor * power >= value:
+            return factor * power
+    return 10.0 * power

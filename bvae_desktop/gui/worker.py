@@ -20,7 +20,7 @@ from bvae_desktop.core.config import TrainConfig
 from bvae_desktop.core.errors import BvaeError, TrainingError
 from bvae_desktop.core.trainer import StepEvent, Trainer
 
-EMIT_INTERVAL_S = 0.1
+EMIT_INTERVAL_S = 0.2
 SAMPLE_INTERVAL_S = 15.0
 SAMPLE_COUNT = 6
 
@@ -39,8 +39,14 @@ class StepBatch:
 
 
 def gui_thread_count() -> int:
-    """Torch threads for training: every core but one, which stays with the GUI."""
-    return max(1, (os.cpu_count() or 1) - 1)
+    """Torch threads for training: every core but one, which stays with the GUI.
+
+    Below 4 cores that spare core would sit mostly idle (a live update costs the GUI ~10 ms,
+    a few times a second) while training lost a third to a half of its speed, so there the
+    trainer gets every core (benchmarks/gui_responsiveness.py measures both).
+    """
+    cores = os.cpu_count() or 1
+    return cores - 1 if cores >= 4 else cores
 
 
 class TrainingWorker(QObject):

@@ -137,3 +137,27 @@ def test_non_finite_loss_stops_with_step_and_keeps_last_checkpoint(tmp_path):
     assert "checkpoint.pt is kept" in str(info.value)
     assert (tmp_path / "checkpoint.pt").read_bytes() == before
     assert load_checkpoint(tmp_path / "checkpoint.pt").step == 10
+
+
+def test_after_a_non_finite_loss_steps_can_go_on_from_the_good_model(tmp_path):
+    trainer = Trainer(small_config(steps=10), dataset=squares(), run_dir=tmp_path)
+    original = trainer.objective.__call__
+    calls = {"n": 0}
+
+    def poisoned(*args, **kwargs):
+        terms = original(*args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 5:
+            terms.total = terms.total * float("nan")
+        return terms
+
+    trainer.objective = type(
+        "Poisoned", (), {"__call__": staticmethod(poisoned), "beta": 4.0, "reconstruction": "bernoulli"}
+    )()
+    with pytest.raises(TrainingError, match="at step 5"):
+        list(trainer.steps())
+    assert trainer.step == 4
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+    rest = [event.step for event in trainer.steps()]
+    assert rest == list(range(5, 11))
+    assert list(read_runlog(tmp_path / "runlog.h5").train["step"]) == list(range(1, 11))

@@ -174,3 +174,36 @@ def test_settings_persist_dataset_and_geometry(qtbot, tmp_path):
 def test_about_names_versions_and_device(window):
     text = window.about_text()
     assert "torch" in text and "Qt" in text and "device: CPU" in text
+
+
+def test_non_finite_loss_pauses_and_says_the_step_then_resume_goes_on(qtbot, window, monkeypatch):
+    import bvae_desktop.core.trainer as trainer_module
+
+    real = trainer_module.make_objective
+
+    def poisoned_objective(config, channels):
+        objective = real(config, channels)
+        original = objective.__call__
+        calls = {"n": 0}
+
+        class Poisoned(type(objective)):
+            def __call__(self, *args, **kwargs):
+                terms = original(*args, **kwargs)
+                calls["n"] += 1
+                if calls["n"] == 4:
+                    terms.total = terms.total * float("nan")
+                return terms
+
+        objective.__class__ = Poisoned
+        return objective
+
+    monkeypatch.setattr(trainer_module, "make_objective", poisoned_objective)
+    window.panel.stepsSpin.setValue(8)
+    window.panel.trainButton.click()
+    qtbot.waitUntil(lambda: window.last_error is not None, timeout=WAIT_MS)
+    assert "non-finite loss" in window.last_error and "at step 4" in window.last_error
+    assert window.training and window.panel.pauseButton.isChecked()
+    assert window.panel.pauseButton.text() == "Resume"
+    window.panel.pauseButton.click()
+    qtbot.waitUntil(lambda: not window.training, timeout=WAIT_MS)
+    assert load_checkpoint(window.checkpoint_path).step == 8

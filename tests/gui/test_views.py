@@ -137,7 +137,7 @@ def test_set_history_replaces_everything(loss_view):
     assert loss_view.train_point_count() == 5000
     assert loss_view.validation_point_count() == 10
     assert loss_view.beta_markers() == [(0, 1.0), (2000, 4.0)]
-    x, _ = loss_view.curve("train", "kl").getData()
+    x = loss_view.curve("train", "kl").xData  # raw data (getData is downsampled to the view)
     np.testing.assert_array_equal(x, steps)
 
 
@@ -212,7 +212,8 @@ def test_many_batches_keep_capacity_bounded(loss_view):
         assert loss_view.train_capacity() < max(2 * count, 4097)
     assert loss_view.train_point_count() == 100_000
     assert loss_view.train_capacity() < 200_000
-    x, y = loss_view.curve("train", "loss").getData()
+    curve = loss_view.curve("train", "loss")
+    x, y = curve.xData, curve.yData  # raw data (getData is downsampled to the view)
     assert len(x) == 100_000 and x[-1] == 99_999
 
 
