@@ -25,10 +25,10 @@ import torch  # noqa: E402,F401  (before PySide6, as the app does)
 from PySide6.QtCore import QElapsedTimer, QTimer  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
+import bvae_desktop.gui.worker as worker_module  # noqa: E402
 from bvae_desktop.core.runlog import read_runlog  # noqa: E402
 from bvae_desktop.gui import MainWindow  # noqa: E402
 from bvae_desktop.gui.settings import AppSettings  # noqa: E402
-import bvae_desktop.gui.worker as worker_module  # noqa: E402
 
 WARMUP = 20
 TICK_MS = 10

@@ -214,7 +214,7 @@ def test_many_batches_keep_capacity_bounded(loss_view):
     assert loss_view.train_capacity() < 200_000
     curve = loss_view.curve("train", "loss")
     x, y = curve.xData, curve.yData  # raw data (getData is downsampled to the view)
-    assert len(x) == 100_000 and x[-1] == 99_999
+    assert len(x) == len(y) == 100_000 and x[-1] == 99_999
 
 
 def test_loss_plot_renders(loss_view, qtbot):
