@@ -9,8 +9,8 @@ from bvae_desktop import APP_NAME, __version__
 
 def run_app(argv: list[str]) -> int:
     app = QApplication.instance() or QApplication(argv)
-    app.setApplicationName(APP_NAME)
-    app.setOrganizationName("bvae-desktop")
+    app.setApplicationName("bvae-desktop")  # names the data folder: ~/.local/share/bvae-desktop on Linux
+    app.setApplicationDisplayName(APP_NAME)
     app.setApplicationVersion(__version__)
     from bvae_desktop.gui.main_window import MainWindow
 

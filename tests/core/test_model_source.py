@@ -1,0 +1,51 @@
+import numpy as np
+import torch
+
+from bvae_desktop.core.config import TrainConfig
+from bvae_desktop.core.model_source import ModelSource
+from bvae_desktop.core.trainer import Trainer
+
+
+def test_checkpoint_and_live_snapshot_give_the_same_model(tmp_path):
+    trainer = Trainer(TrainConfig(steps=3, batch_size=8, latent_dim=4, device="cpu"), run_dir=tmp_path)
+    list(trainer.steps())
+    from_file = ModelSource.from_checkpoint(tmp_path / "checkpoint.pt")
+    live = ModelSource.from_state(
+        trainer.model_snapshot(),
+        trainer.config,
+        trainer.image_shape,
+        step=3,
+        beta=4.0,
+        dataset=trainer.dataset,
+        val_indices=trainer.val_indices,
+    )
+    assert from_file.fingerprint() == live.fingerprint() and len(from_file.fingerprint()) == 64
+    images = from_file.dataset.batch(from_file.val_indices[:6]).numpy()
+    mean_a, logvar_a = from_file.encode(images)
+    mean_b, _ = live.encode(images)
+    np.testing.assert_allclose(mean_a, mean_b, rtol=1e-5, atol=1e-6)
+    assert mean_a.shape == logvar_a.shape == (6, 4)
+    decoded = from_file.decode(mean_a)
+    assert decoded.shape == (6, 1, 64, 64) and decoded.dtype == np.uint8
+    assert from_file.kl_from_data(32).shape == (4,)
+
+
+def test_fingerprint_changes_with_the_weights(tmp_path):
+    trainer = Trainer(TrainConfig(steps=1, batch_size=8, latent_dim=3, device="cpu"), run_dir=tmp_path)
+    list(trainer.steps())
+    source = ModelSource.from_checkpoint(tmp_path / "checkpoint.pt", load_data=False)
+    before = source.fingerprint()
+    other = ModelSource.from_checkpoint(tmp_path / "checkpoint.pt", load_data=False)
+    with torch.no_grad():
+        other.model.decoder.fc[0].bias.add_(1e-3)
+    assert other.fingerprint() != before and source.dataset is None
+
+
+def test_missing_training_data_is_noted_not_fatal(tmp_path):
+    config = TrainConfig(steps=1, batch_size=8, latent_dim=3, device="cpu")
+    trainer = Trainer(config, run_dir=tmp_path)
+    list(trainer.steps())
+    checkpoint = trainer.checkpoint()
+    checkpoint.config = TrainConfig(dataset="mnist", data_path=str(tmp_path / "gone"), latent_dim=3)
+    source = ModelSource.from_checkpoint(checkpoint)
+    assert source.dataset is None and "gone" in source.dataset_error
