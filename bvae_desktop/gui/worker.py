@@ -18,6 +18,7 @@ from PySide6.QtCore import QObject, QThread, Signal
 
 from bvae_desktop.core.config import TrainConfig
 from bvae_desktop.core.errors import BvaeError, TrainingError
+from bvae_desktop.core.model_source import ModelSource
 from bvae_desktop.core.trainer import StepEvent, Trainer
 
 EMIT_INTERVAL_S = 0.2
@@ -55,6 +56,7 @@ class TrainingWorker(QObject):
     started = Signal(str, int)  # dataset description, starting step
     stepsReady = Signal(object)  # StepBatch
     samplesReady = Signal(object, object, int)  # originals, reconstructions (uint8 NCHW), step
+    snapshotReady = Signal(object)  # ModelSource: a CPU copy of the model, for the explorer views
     halted = Signal(str)  # a non-finite loss: paused, the message says at which step
     failed = Signal(str)  # the run could not start or broke: the engine's message
     finished = Signal(int, str)  # last step, checkpoint path ("" if none)
@@ -76,6 +78,7 @@ class TrainingWorker(QObject):
         self._paused = threading.Event()
         self._stop = threading.Event()
         self._pending_beta: float | None = None
+        self._last_kl: tuple[float, ...] | None = None
 
     # ----- commands, called from the GUI thread ---------------------------------------------
     def pause(self) -> None:
@@ -174,6 +177,7 @@ class TrainingWorker(QObject):
         self._emit_samples(trainer, sample_indices)
 
     def _emit_steps(self, events: list[StepEvent]) -> None:
+        self._last_kl = events[-1].kl_per_dim
         self.stepsReady.emit(
             StepBatch(
                 steps=np.array([e.step for e in events], dtype=np.int64),
@@ -187,11 +191,24 @@ class TrainingWorker(QObject):
         )
 
     def _emit_samples(self, trainer: Trainer, indices: np.ndarray) -> None:
-        """Reconstructions between steps, in this thread, so the optimizer is never mid-update."""
-        if len(indices) == 0:
-            return
-        originals, reconstructions = trainer.reconstruct(indices)
-        self.samplesReady.emit(originals, reconstructions, trainer.step)
+        """Reconstructions and a weights copy, between steps in this thread (never mid-update)."""
+        if len(indices) > 0:
+            originals, reconstructions = trainer.reconstruct(indices)
+            self.samplesReady.emit(originals, reconstructions, trainer.step)
+        kl = np.asarray(self._last_kl) if self._last_kl is not None else None
+        self.snapshotReady.emit(
+            ModelSource.from_state(
+                trainer.model_snapshot(),
+                trainer.config,
+                trainer.image_shape,
+                step=trainer.step,
+                beta=trainer.beta,
+                label=f"training model, step {trainer.step:,}",
+                kl_per_dim=kl,
+                dataset=trainer.dataset,
+                val_indices=trainer.val_indices,
+            )
+        )
 
 
 def start_worker(worker: TrainingWorker) -> QThread:

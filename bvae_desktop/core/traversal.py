@@ -1,0 +1,352 @@
+"""Latent traversals: sweep one dimension at a time around a reference code and decode the sweep.
+
+Also the factor labelling the latent explorer shows beside each row: the mutual information
+between each latent mean (discretised into equal-width bins, as disentanglement_lib's histogram
+discretiser does for MIG) and each ground-truth factor, and the best factor per dimension.
+
+Everything here takes and returns numpy arrays; the views and the `bvae traverse` command
+share it, so the window and the command line draw the same grid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bvae_desktop.core.atomic import atomic_path
+from bvae_desktop.core.errors import DatasetError
+from bvae_desktop.core.model_source import ModelSource
+from bvae_desktop.core.tiling import GAP_VALUE, tile_rows
+
+MIN_STEPS, MAX_STEPS = 2, 31
+ACTIVE_KL = 0.1  # nats: a dimension below this carries (almost) no information
+LABEL_POINTS = 2000  # validation images encoded to name the factor each dimension follows
+GRID_GAP = 2
+
+
+def traversal_values(range_: float = 3.0, steps: int = 9) -> np.ndarray:
+    """`steps` evenly spaced latent values from -range_ to +range_ (float32)."""
+    if not isinstance(steps, (int, np.integer)) or isinstance(steps, bool):
+        raise ValueError(f"steps must be an integer; got {steps!r}")
+    if not MIN_STEPS <= steps <= MAX_STEPS:
+        raise ValueError(f"steps must be between {MIN_STEPS} and {MAX_STEPS}; got {steps}")
+    if not np.isfinite(range_) or range_ <= 0:
+        raise ValueError(f"range must be a positive number of standard deviations; got {range_}")
+    return np.linspace(-float(range_), float(range_), int(steps), dtype=np.float32)
+
+
+def latent_order(kl_per_dim: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Dimension indices sorted by KL, largest first; ties keep index order."""
+    kl = np.asarray(kl_per_dim, dtype=np.float64).reshape(-1)
+    return np.argsort(-kl, kind="stable").astype(np.int64)
+
+
+def traversal_grid(source: ModelSource, reference: np.ndarray, dims: Sequence[int], values: np.ndarray) -> np.ndarray:
+    """Decode a traversal: uint8 (len(dims), len(values), C, H, W).
+
+    Row r holds the reference code with dimension dims[r] set to each of `values` in turn (the
+    other dimensions stay at the reference). All rows go through the decoder in one batch.
+    """
+    reference = np.asarray(reference, dtype=np.float32).reshape(-1)
+    if reference.shape[0] != source.latent_dim:
+        raise ValueError(f"reference code has {reference.shape[0]} dimensions; the model has {source.latent_dim}")
+    dims = np.asarray(dims, dtype=np.int64).reshape(-1)
+    if dims.size and (dims.min() < 0 or dims.max() >= source.latent_dim):
+        raise ValueError(f"latent dimensions must lie in 0..{source.latent_dim - 1}; got {dims.tolist()}")
+    values = np.asarray(values, dtype=np.float32).reshape(-1)
+    rows, steps = len(dims), len(values)
+    if rows == 0 or steps == 0:
+        return np.zeros((rows, steps, *source.image_shape), dtype=np.uint8)
+    codes = np.repeat(reference[None, :], rows * steps, axis=0)
+    codes[np.arange(rows * steps), np.repeat(dims, steps)] = np.tile(values, rows)
+    images = source.decode(codes, batch_size=max(rows * steps, 1))
+    return images.reshape(rows, steps, *source.image_shape)
+
+
+def reference_code(source: ModelSource, image: np.ndarray | None) -> np.ndarray:
+    """The encoder mean of one uint8 (C, H, W) image, or zeros (the prior mean) for None."""
+    if image is None:
+        return np.zeros(source.latent_dim, dtype=np.float32)
+    image = np.asarray(image)
+    if image.dtype != np.uint8 or tuple(image.shape) != tuple(source.image_shape):
+        raise ValueError(f"reference image must be uint8 {tuple(source.image_shape)}; got {image.dtype} {image.shape}")
+    mean, _logvar = source.encode(image[None])
+    return mean[0].astype(np.float32)
+
+
+def load_image_file(path: str | Path, image_shape: tuple[int, int, int]) -> np.ndarray:
+    """An image file as uint8 (C, H, W) for a model taking `image_shape`: converted to its channels and resized."""
+    from PIL import Image, UnidentifiedImageError
+
+    channels, height, width = image_shape
+    try:
+        with Image.open(path) as img:
+            img = img.convert("L" if channels == 1 else "RGB").resize((width, height), Image.Resampling.BILINEAR)
+            arr = np.asarray(img, dtype=np.uint8)
+    except (OSError, UnidentifiedImageError, ValueError) as exc:
+        raise DatasetError(f"cannot read image {path}: {exc}") from exc
+    return arr[None].copy() if channels == 1 else np.ascontiguousarray(arr.transpose(2, 0, 1))
+
+
+def source_kl(source: ModelSource) -> np.ndarray | None:
+    """KL per dimension: the run's own figure when it has one, else measured on validation data."""
+    if source.kl_per_dim is not None:
+        return np.asarray(source.kl_per_dim, dtype=np.float64).reshape(-1)
+    kl = source.kl_from_data()
+    return None if kl is None else np.asarray(kl, dtype=np.float64)
+
+
+# --- factor labels ----------------------------------------------------------------------------
+
+
+def _histogram_discretise(values: np.ndarray, bins: int) -> np.ndarray:
+    """disentanglement_lib's `_histogram_discretize` for one column: bin ids 1..bins, equal widths."""
+    edges = np.histogram(values, bins)[1]
+    return np.digitize(values, edges[:-1])
+
+
+def _mutual_info(a: np.ndarray, b: np.ndarray) -> float:
+    """Mutual information (nats) between two discrete label vectors, from their contingency table."""
+    _, ia = np.unique(a, return_inverse=True)
+    _, ib = np.unique(b, return_inverse=True)
+    table = np.zeros((ia.max() + 1, ib.max() + 1), dtype=np.float64)
+    np.add.at(table, (ia, ib), 1.0)
+    joint = table / table.sum()
+    pa = joint.sum(axis=1, keepdims=True)
+    pb = joint.sum(axis=0, keepdims=True)
+    nz = joint > 0
+    return float(max((joint[nz] * np.log(joint[nz] / (pa @ pb)[nz])).sum(), 0.0))
+
+
+def _entropy(labels: np.ndarray) -> float:
+    _, counts = np.unique(labels, return_counts=True)
+    p = counts / counts.sum()
+    return float(-(p * np.log(p)).sum())
+
+
+def factor_mutual_information(means: np.ndarray, classes: np.ndarray, bins: int = 20) -> np.ndarray:
+    """(D, K) mutual information in nats between latent mean d (in `bins` equal-width bins) and factor k."""
+    means = np.asarray(means, dtype=np.float64)
+    classes = np.asarray(classes)
+    if means.ndim != 2 or classes.ndim != 2 or len(means) != len(classes):
+        raise ValueError(f"need means (N, D) and classes (N, K) with the same N; got {means.shape}, {classes.shape}")
+    if bins < 2:
+        raise ValueError(f"bins must be at least 2; got {bins}")
+    if len(means) == 0:
+        raise ValueError("need at least one point")
+    discrete = [_histogram_discretise(means[:, d], bins) for d in range(means.shape[1])]
+    out = np.zeros((means.shape[1], classes.shape[1]), dtype=np.float64)
+    for d, codes in enumerate(discrete):
+        for k in range(classes.shape[1]):
+            out[d, k] = _mutual_info(codes, classes[:, k])
+    return out
+
+
+def factor_entropy(classes: np.ndarray) -> np.ndarray:
+    """(K,) entropy in nats of each factor's classes."""
+    classes = np.asarray(classes)
+    return np.array([_entropy(classes[:, k]) for k in range(classes.shape[1])], dtype=np.float64)
+
+
+def normalised_factor_mutual_information(means: np.ndarray, classes: np.ndarray, bins: int = 20) -> np.ndarray:
+    """Mutual information divided by each factor's entropy (0..1); NaN for factors with one class."""
+    mi = factor_mutual_information(means, classes, bins)
+    entropy = factor_entropy(classes)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = mi / entropy[None, :]
+    out[:, entropy <= 1e-12] = np.nan
+    return out
+
+
+def label_dimensions(mi: np.ndarray, factor_names: Sequence[str]) -> list[tuple[str, float]]:
+    """The factor each latent dimension shares most information with, and that information.
+
+    Factor columns that are NaN or zero throughout (a single class: nothing to share) are skipped;
+    a dimension with no usable factor gets ("", 0.0).
+    """
+    mi = np.asarray(mi, dtype=np.float64)
+    if mi.ndim != 2 or mi.shape[1] != len(factor_names):
+        raise ValueError(f"mi must be (D, {len(factor_names)}); got {mi.shape}")
+    usable = ~np.all(np.isnan(mi), axis=0)
+    usable &= np.nan_to_num(np.abs(mi), nan=0.0).max(axis=0, initial=0.0) > 0  # one class: MI 0 everywhere
+    labels: list[tuple[str, float]] = []
+    for row in mi:
+        scores = np.where(usable & ~np.isnan(row), row, -np.inf)
+        if scores.size == 0 or not np.isfinite(scores.max()):
+            labels.append(("", 0.0))
+            continue
+        k = int(np.argmax(scores))
+        labels.append((str(factor_names[k]), float(row[k])))
+    return labels
+
+
+def factor_labels(
+    source: ModelSource, count: int = LABEL_POINTS, seed: int = 0, bins: int = 20
+) -> list[tuple[str, float]] | None:
+    """Best factor and normalised MI per dimension from up to `count` validation images; None without factors."""
+    dataset = source.dataset
+    if dataset is None or dataset.factors is None:
+        return None
+    indices = source.val_indices if source.val_indices is not None else np.arange(len(dataset))
+    if len(indices) == 0:
+        return None
+    rng = np.random.default_rng(seed)
+    chosen = np.sort(rng.choice(indices, size=min(count, len(indices)), replace=False))
+    means, _ = source.encode(dataset.batch(chosen).numpy())
+    classes = dataset.factors.classes_of(chosen)
+    mi = normalised_factor_mutual_information(means, classes, bins)
+    return label_dimensions(mi, dataset.factors.names)
+
+
+def row_label(dim: int, kl: float | None = None, factor: tuple[str, float] | None = None) -> str:
+    """'z3 · KL 2.31 · posX (0.82)': the caption of one traversal row."""
+    parts = [f"z{dim}"]
+    if kl is not None and np.isfinite(kl):
+        parts.append(f"KL {kl:.2f}")
+    if factor is not None and factor[0]:
+        parts.append(f"{factor[0]} ({factor[1]:.2f})")
+    return " · ".join(parts)
+
+
+# --- one call for the command line and the view -----------------------------------------------
+
+
+@dataclass(frozen=True)
+class Traversal:
+    """A decoded traversal grid with what its rows mean."""
+
+    grid: np.ndarray  # uint8 (rows, steps, C, H, W)
+    dims: np.ndarray  # latent dimension of each row
+    values: np.ndarray  # latent value of each column
+    kl: np.ndarray | None  # KL per dimension (all dimensions, by index), None when unknown
+    factors: list[tuple[str, float]] | None  # best factor per dimension (by index), None without factors
+
+    def row_labels(self) -> list[str]:
+        return [
+            row_label(
+                int(d),
+                None if self.kl is None else float(self.kl[d]),
+                None if self.factors is None else self.factors[d],
+            )
+            for d in self.dims
+        ]
+
+
+def traverse(
+    source: ModelSource,
+    image: np.ndarray | None = None,
+    *,
+    range_: float = 3.0,
+    steps: int = 9,
+    kl: np.ndarray | None = None,
+    label_factors: bool = True,
+) -> Traversal:
+    """Every dimension swept around `image`'s code (or the prior mean), rows sorted by KL when known."""
+    values = traversal_values(range_, steps)
+    if kl is None:
+        kl = source_kl(source)
+    dims = latent_order(kl) if kl is not None else np.arange(source.latent_dim, dtype=np.int64)
+    grid = traversal_grid(source, reference_code(source, image), dims, values)
+    factors = factor_labels(source) if label_factors else None
+    return Traversal(grid=grid, dims=dims, values=values, kl=kl, factors=factors)
+
+
+# --- files ------------------------------------------------------------------------------------
+
+
+def _to_pil(tiled: np.ndarray):
+    from PIL import Image
+
+    return Image.fromarray(np.ascontiguousarray(tiled), mode="L" if tiled.ndim == 2 else "RGB")
+
+
+def _check_grid(grid: np.ndarray) -> np.ndarray:
+    grid = np.asarray(grid)
+    if grid.dtype != np.uint8 or grid.ndim != 5 or grid.shape[0] == 0 or grid.shape[1] == 0:
+        raise ValueError(f"expected a uint8 grid (rows, steps, C, H, W) with rows, steps >= 1; got {grid.shape}")
+    return grid
+
+
+def tile_grid(grid: np.ndarray, gap: int = GRID_GAP) -> np.ndarray:
+    """The grid as one row-major image: (H, W) grey or (H, W, 3) colour."""
+    grid = _check_grid(grid)
+    return tile_rows(list(grid), gap=gap)
+
+
+def _label_column(labels: Sequence[str], tile_h: int, gap: int, height: int, channels: int) -> np.ndarray:
+    """A white strip with one label per row, vertically centred on the row."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.load_default()
+    probe = ImageDraw.Draw(Image.new("L", (1, 1)))
+    width = max(int(probe.textlength(text, font=font)) for text in labels) + 12
+    strip = Image.new("L", (width, height), 255)
+    draw = ImageDraw.Draw(strip)
+    for r, text in enumerate(labels):
+        box = draw.textbbox((0, 0), text, font=font)
+        y = r * (tile_h + gap) + (tile_h - (box[3] - box[1])) // 2 - box[1]
+        draw.text((6, y), text, fill=0, font=font)
+    arr = np.asarray(strip, dtype=np.uint8)
+    return arr if channels == 1 else np.repeat(arr[:, :, None], 3, axis=2)
+
+
+def render_grid_png(grid: np.ndarray, path: str | Path, *, row_labels: Sequence[str] | None = None) -> Path:
+    """Write the tiled grid as a PNG (atomically), with an optional label column on the left."""
+    grid = _check_grid(grid)
+    tiled = tile_grid(grid)
+    if row_labels is not None:
+        if len(row_labels) != grid.shape[0]:
+            raise ValueError(f"{len(row_labels)} row labels for {grid.shape[0]} rows")
+        column = _label_column(list(row_labels), grid.shape[3], GRID_GAP, tiled.shape[0], grid.shape[2])
+        tiled = np.concatenate([column, tiled], axis=1)
+    target = Path(path)
+    with atomic_path(target) as tmp:
+        _to_pil(tiled).save(tmp, format="PNG")
+    return target
+
+
+def gif_frames(grid: np.ndarray, gap: int = GRID_GAP) -> list[np.ndarray]:
+    """One image per traversal step: column c of every row, laid out as a near-square block of tiles.
+
+    A thin bar under the tiles marks how far along the sweep the frame is, so the viewer can tell
+    -range from +range (and no two frames are identical, which GIF writers would merge).
+    """
+    grid = _check_grid(grid)
+    rows, steps = grid.shape[:2]
+    per_row = int(np.ceil(np.sqrt(rows)))
+    frames = []
+    for c in range(steps):
+        column = grid[:, c]
+        chunks = [column[i : i + per_row] for i in range(0, rows, per_row)]
+        tiled = tile_rows(chunks, gap=gap)
+        bar_h = max(3, tiled.shape[0] // 60)
+        bar = np.full((bar_h + gap, *tiled.shape[1:]), GAP_VALUE, dtype=np.uint8)
+        width = tiled.shape[1]
+        marker = max(4, width // (2 * steps))
+        x = int(round(c / max(steps - 1, 1) * (width - marker)))
+        bar[gap:, x : x + marker] = 255
+        frames.append(np.concatenate([tiled, bar], axis=0))
+    return frames
+
+
+def render_gif(grid: np.ndarray, path: str | Path, frame_ms: int = 120) -> Path:
+    """Write an animated GIF (atomically), one frame per traversal step, looping forever."""
+    if frame_ms <= 0:
+        raise ValueError(f"frame_ms must be positive; got {frame_ms}")
+    images = [_to_pil(frame) for frame in gif_frames(grid)]
+    target = Path(path)
+    with atomic_path(target) as tmp:
+        images[0].save(
+            tmp,
+            format="GIF",
+            save_all=True,
+            append_images=images[1:],
+            duration=int(frame_ms),
+            loop=0,
+            disposal=1,
+            optimize=False,
+        )
+    return target
