@@ -32,8 +32,13 @@ def wait_until(app: QApplication, condition, timeout_s: float) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--steps", type=int, default=400)
-    parser.add_argument("--beta-change-at", type=int, default=250)
+    parser.add_argument("--steps", type=int, default=900)
+    parser.add_argument("--beta", type=float, default=1.0, help="β at the start")
+    parser.add_argument(
+        "--beta-after", type=float, default=4.0, help="β set mid-run, to show the marker and its effect"
+    )
+    parser.add_argument("--beta-change-at", type=int, default=600)
+    parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("screenshot-training.png"))
     args = parser.parse_args()
     app = QApplication(sys.argv)
@@ -46,13 +51,15 @@ def main() -> int:
         panel = window.panel
         panel.stepsSpin.setValue(args.steps * 4)
         panel.batchSizeSpin.setValue(64)
+        panel.betaSpin.setValue(args.beta)
+        panel.lrSpin.setValue(args.lr)
         panel.trainButton.click()
         wait_until(
             app,
             lambda: window.worker and window.worker.trainer and window.worker.trainer.step >= args.beta_change_at,
             900,
         )
-        panel.betaSpin.setValue(8.0)
+        panel.betaSpin.setValue(args.beta_after)
         wait_until(app, lambda: window.worker.trainer.step >= args.steps, 900)
         window.worker.sample_interval_s = 0.0  # one fresh sample strip for the picture
         wait_until(

@@ -183,22 +183,64 @@ def label_dimensions(mi: np.ndarray, factor_names: Sequence[str]) -> list[tuple[
     return labels
 
 
-def factor_labels(
-    source: ModelSource, count: int = LABEL_POINTS, seed: int = 0, bins: int = 20
-) -> list[tuple[str, float]] | None:
-    """Best factor and normalised MI per dimension from up to `count` validation images; None without factors."""
+def _label_sample(source: ModelSource, count: int, seed: int) -> np.ndarray | None:
     dataset = source.dataset
-    if dataset is None or dataset.factors is None:
+    if dataset is None:
         return None
     indices = source.val_indices if source.val_indices is not None else np.arange(len(dataset))
     if len(indices) == 0:
         return None
     rng = np.random.default_rng(seed)
-    chosen = np.sort(rng.choice(indices, size=min(count, len(indices)), replace=False))
-    means, _ = source.encode(dataset.batch(chosen).numpy())
-    classes = dataset.factors.classes_of(chosen)
-    mi = normalised_factor_mutual_information(means, classes, bins)
-    return label_dimensions(mi, dataset.factors.names)
+    return np.sort(rng.choice(indices, size=min(count, len(indices)), replace=False))
+
+
+def factor_labels(
+    source: ModelSource, count: int = LABEL_POINTS, seed: int = 0, bins: int = 20
+) -> list[tuple[str, float]] | None:
+    """Best factor and normalised MI per dimension from up to `count` validation images; None without factors."""
+    return latent_summary(source, count, seed, bins, need_kl=False)[1]
+
+
+def latent_summary(
+    source: ModelSource, count: int = LABEL_POINTS, seed: int = 0, bins: int = 20, *, need_kl: bool = True
+) -> tuple[np.ndarray | None, list[tuple[str, float]] | None]:
+    """KL per dimension and factor labels from ONE encode of up to `count` validation images.
+
+    KL is the run's own figure when the source carries one; otherwise the mean KL on the sample.
+    Either part is None when it cannot be had (no data; no factors).
+    """
+    kl = None if source.kl_per_dim is None else np.asarray(source.kl_per_dim, dtype=np.float64).reshape(-1)
+    dataset = source.dataset
+    has_factors = dataset is not None and dataset.factors is not None
+    if not has_factors and (kl is not None or not need_kl):
+        return kl, None
+    chosen = _label_sample(source, count, seed)
+    if chosen is None:
+        return kl, None
+    means, logvars = source.encode(dataset.batch(chosen).numpy())  # type: ignore[union-attr]
+    if kl is None and need_kl:
+        kl = (0.5 * (means.astype(np.float64) ** 2 + np.exp(logvars) - 1.0 - logvars)).mean(axis=0)
+    if not has_factors:
+        return kl, None
+    factors = dataset.factors  # type: ignore[union-attr]
+    mi = normalised_factor_mutual_information(means, factors.classes_of(chosen), bins)
+    return kl, label_dimensions(mi, factors.names)
+
+
+def decode_one(source: ModelSource, code: np.ndarray) -> np.ndarray:
+    """Decode one latent code to uint8 (C, H, W) on one torch thread.
+
+    One small image gains nothing from more threads, and on a busy machine a multi-threaded
+    decode of one 64x64 image can take 50x longer (threads waiting on each other).
+    """
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return source.decode(np.asarray(code, dtype=np.float32).reshape(1, -1))[0]
+    finally:
+        torch.set_num_threads(previous)
 
 
 def row_label(dim: int, kl: float | None = None, factor: tuple[str, float] | None = None) -> str:
@@ -246,11 +288,13 @@ def traverse(
 ) -> Traversal:
     """Every dimension swept around `image`'s code (or the prior mean), rows sorted by KL when known."""
     values = traversal_values(range_, steps)
-    if kl is None:
-        kl = source_kl(source)
+    factors = None
+    if kl is None or label_factors:
+        found_kl, factors = latent_summary(source, need_kl=kl is None)
+        kl = kl if kl is not None else found_kl
+        factors = factors if label_factors else None
     dims = latent_order(kl) if kl is not None else np.arange(source.latent_dim, dtype=np.int64)
     grid = traversal_grid(source, reference_code(source, image), dims, values)
-    factors = factor_labels(source) if label_factors else None
     return Traversal(grid=grid, dims=dims, values=values, kl=kl, factors=factors)
 
 

@@ -36,8 +36,9 @@ from bvae_desktop.core.traversal import (
     ACTIVE_KL,
     GRID_GAP,
     LABEL_POINTS,
-    factor_labels,
+    decode_one,
     latent_order,
+    latent_summary,
     load_image_file,
     reference_code,
     render_gif,
@@ -282,11 +283,10 @@ class TraversalView(QWidget):
             self.referenceLabel.setText("")
             self._caption.setText("no model: load a checkpoint or train one")
             return
-        self._kl = source_kl(source)
         try:
-            self._factors = factor_labels(source, count=self.label_points)
+            self._kl, self._factors = latent_summary(source, count=self.label_points)
         except (BvaeError, ValueError) as exc:
-            self._factors = None
+            self._kl, self._factors = source_kl(source), None
             self._status.setText(f"no factor labels: {exc}")
         if source.dataset is None:
             note = f" ({source.dataset_error})" if source.dataset_error else ""
@@ -518,7 +518,7 @@ class TraversalView(QWidget):
     def _decode_sliders(self) -> None:
         if self._source is None or not self._sliders:
             return
-        image = self._source.decode(self.slider_code()[None])[0]
+        image = decode_one(self._source, self.slider_code())
         shown = _display(image)
         self._decoded = shown
         self.decoded_item.setImage(shown, autoLevels=False, levels=(0, 255))

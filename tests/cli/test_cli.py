@@ -122,3 +122,42 @@ def test_console_entry_point_runs_as_a_process(tmp_path):
     )
     assert result.returncode == 2
     assert "bad.pt: not a readable checkpoint" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_ctrl_c_stops_cleanly_and_leaves_a_checkpoint(tmp_path):
+    import signal
+
+    out = tmp_path / "run"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bvae_desktop.cli",
+            "train",
+            "--steps",
+            "100000",
+            "--batch-size",
+            "8",
+            "--latent-dim",
+            "3",
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        for line in process.stderr:  # the first progress line comes right after step 1
+            if line.startswith("step "):
+                break
+        process.send_signal(signal.SIGINT)
+        rest = process.stderr.read()
+        code = process.wait(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert code == 130, rest
+    assert "stopped at step" in rest and "Traceback" not in rest
+    assert load_checkpoint(out / "checkpoint.pt").step >= 1

@@ -1,0 +1,711 @@
+"""A β-VAE encoder as a lossy image codec: store each image as its quantised latent mean.
+
+Rate. A β-VAE pays KL_k nats per image for latent k; the information it actually carries about
+an image is about KL_k / ln 2 bits. We spend bits only where the model does: the posterior
+standard deviation σ_k says how precisely the decoder needs dimension k (it was trained on
+samples mean ± σ_k), so a quantisation step of the order of σ_k costs little distortion.
+
+Bit allocation (`allocate`), from the encoder on reference images (the checkpoint's own
+validation split, up to 1000 images, or the images being compressed when no data is at hand):
+
+- σ_k = mean over images of exp(0.5 · logvar_k); KL_k = mean of 0.5 · (μ² + σ² − 1 − log σ²).
+- Inactive dimension: KL_k < 0.1 nats or σ_k > 0.98. It gets 0 bits; the decoder uses the prior
+  mean 0 there.
+- Active dimension: range [low_k, high_k] = mean(μ_k) ± 4 · std(μ_k) (the spread of the encoded
+  means); step target Δ_k = σ_k · s(Q) with s(Q) = 2^((50 − Q) / 12.5) for quality Q in 1..100
+  (Q 50: Δ = σ; Q 100: Δ = σ/16; Q 1: Δ ≈ 15σ). bits_k = clip(round(log2((high_k − low_k) / Δ_k)), 1, 16).
+  Higher quality never gives fewer bits.
+- Quantiser: uniform mid-rise over the range with 2^bits_k cells; means outside the range clip to
+  the end cells. symbol = clip(floor((μ − low) / (high − low) · 2^b), 0, 2^b − 1);
+  value = low + (symbol + 0.5) · (high − low) / 2^b, computed in float64 from the float32 range
+  stored in the file, then cast to float32.
+
+Payload: each image's symbols in latent order, each written MSB first with its bit depth, images
+one after another with no padding, the whole bit string packed into bytes (the last byte padded
+with zero bits): ceil(n · Σ bits_k / 8) bytes. Then optionally entropy coded (method byte 1: zlib
+level 9; 2: raw LZMA2 stream, preset 9 | extreme, no container); `compress(method="auto")` keeps
+whichever is shortest, raw bits included.
+
+File format `.bvz` (version 1), all integers little-endian:
+
+| offset      | size   | field                                                          |
+|-------------|--------|----------------------------------------------------------------|
+| 0           | 4      | magic `b"BVZ1"`                                                |
+| 4           | 1      | version, u8 = 1                                                |
+| 5           | 1      | flags, u8: bit 0 = images were resized to fit the model; others 0 |
+| 6           | 32     | model fingerprint: raw SHA-256 of the weights (`ModelSource.fingerprint`) |
+| 38          | 1      | channels C, u8 (1 or 3)                                        |
+| 39          | 2      | height H, u16                                                  |
+| 41          | 2      | width W, u16                                                   |
+| 43          | 4      | image count n, u32                                             |
+| 47          | 2      | latent dimensions D, u16                                       |
+| 49          | 1      | quality, u8 (1..100)                                           |
+| 50          | 9·D    | allocation, per dimension: bits u8 (0..16), low f32, high f32  |
+| 50+9D       | 1      | payload method, u8: 0 raw bits, 1 zlib, 2 LZMA2 (raw stream)   |
+| 51+9D       | 4      | payload length L, u32                                          |
+| 55+9D       | L      | payload                                                        |
+| 55+9D+L     | 4      | CRC-32 (zlib.crc32), u32, over every byte before it           |
+
+The file is exactly 59 + 9·D + L bytes. A reader checks the length and the CRC before it trusts
+any field, then the magic, the version, that the payload length matches, the fingerprint against
+the model in hand, and that the unpacked payload has exactly the expected number of bytes.
+"""
+
+from __future__ import annotations
+
+import io
+import lzma
+import math
+import os
+import struct
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from bvae_desktop.core.atomic import atomic_write_bytes
+from bvae_desktop.core.errors import CodecError
+
+if TYPE_CHECKING:
+    from bvae_desktop.core.model_source import ModelSource
+
+MAGIC = b"BVZ1"
+VERSION = 1
+FLAG_RESIZED = 0x01
+METHOD_RAW, METHOD_ZLIB, METHOD_LZMA = 0, 1, 2
+METHOD_NAMES = {METHOD_RAW: "raw", METHOD_ZLIB: "zlib", METHOD_LZMA: "lzma"}
+MAX_BITS = 16
+MIN_KL = 0.1
+MAX_SIGMA = 0.98
+RANGE_STDS = 4.0
+
+_FIXED = struct.Struct("<4sBB32sBHHIHB")  # 50 bytes, up to the allocation
+_DIM = struct.Struct("<Bff")  # 9 bytes per latent dimension
+_TAIL = struct.Struct("<BI")  # method, payload length
+_CRC = struct.Struct("<I")
+_LZMA_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME}]
+MIN_FILE_SIZE = _FIXED.size + _TAIL.size + _CRC.size
+
+
+# ---------------------------------------------------------------- allocation
+
+
+@dataclass(frozen=True)
+class LatentStats:
+    """What the allocation is derived from: per-dimension statistics of the encoder on reference images."""
+
+    mean_mu: np.ndarray  # (D,) mean of the encoded means
+    std_mu: np.ndarray  # (D,) spread of the encoded means
+    sigma: np.ndarray  # (D,) mean posterior std, exp(0.5 · logvar)
+    kl: np.ndarray  # (D,) mean KL to the prior, nats
+    count: int
+
+
+@dataclass(frozen=True)
+class BitAllocation:
+    """Per latent dimension: bit depth (0 = not stored) and the quantisation range [low, high] (float32)."""
+
+    bits: np.ndarray  # (D,) uint8
+    low: np.ndarray  # (D,) float32
+    high: np.ndarray  # (D,) float32
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "bits", np.asarray(self.bits, dtype=np.uint8).reshape(-1))
+        object.__setattr__(self, "low", np.asarray(self.low, dtype=np.float32).reshape(-1))
+        object.__setattr__(self, "high", np.asarray(self.high, dtype=np.float32).reshape(-1))
+        if not (len(self.bits) == len(self.low) == len(self.high)):
+            raise CodecError("bit allocation: bits, low and high must have one entry per latent dimension")
+        if (self.bits > MAX_BITS).any():
+            raise CodecError(f"bit allocation: at most {MAX_BITS} bits per dimension; got {int(self.bits.max())}")
+        active = self.bits > 0
+        lo, hi = self.low[active], self.high[active]
+        if not (np.isfinite(lo).all() and np.isfinite(hi).all() and (hi > lo).all()):
+            raise CodecError("bit allocation: every coded dimension needs a finite range with low < high")
+
+    @property
+    def latent_dim(self) -> int:
+        return len(self.bits)
+
+    @property
+    def bits_per_image(self) -> int:
+        return int(self.bits.astype(np.int64).sum())
+
+    def payload_bytes(self, count: int) -> int:
+        """Length of the raw (method 0) payload for `count` images."""
+        return (count * self.bits_per_image + 7) // 8
+
+    def describe(self) -> str:
+        active = int((self.bits > 0).sum())
+        return f"{active} of {self.latent_dim} dims coded, {self.bits_per_image} bits/image ({list(map(int, self.bits))})"
+
+
+def quality_scale(quality: int) -> float:
+    """Quantisation step as a multiple of the posterior σ: 2^((50 − Q) / 12.5)."""
+    return float(2.0 ** ((50 - quality) / 12.5))
+
+
+def _check_quality(quality: object) -> int:
+    if isinstance(quality, bool) or not isinstance(quality, (int, np.integer)) or not 1 <= int(quality) <= 100:
+        raise CodecError(f"quality must be an integer from 1 to 100; got {quality!r}")
+    return int(quality)
+
+
+def reference_images(source: ModelSource, count: int = 1000, seed: int = 0) -> np.ndarray | None:
+    """Up to `count` validation images of the model's own data set, or None when it has none attached."""
+    if source.dataset is None or source.val_indices is None or len(source.val_indices) == 0:
+        return None
+    rng = np.random.default_rng(seed)
+    idx = rng.choice(source.val_indices, size=min(count, len(source.val_indices)), replace=False)
+    return source.dataset.batch(np.sort(idx)).cpu().numpy()
+
+
+def latent_stats(source: ModelSource, images: np.ndarray | None = None, *, count: int = 1000) -> LatentStats:
+    """Encoder statistics on `images`, or on the model's validation images when `images` is None."""
+    if images is None:
+        images = reference_images(source, count)
+        if images is None:
+            reason = f" ({source.dataset_error})" if source.dataset_error else ""
+            raise CodecError(
+                "cannot derive a bit allocation: no images given and the model's training data is not available"
+                + reason
+            )
+    images = np.asarray(images)
+    if len(images) == 0:
+        raise CodecError("cannot derive a bit allocation from zero images")
+    mu, logvar = source.encode(images)
+    mu = mu.astype(np.float64)
+    logvar = logvar.astype(np.float64)
+    kl = 0.5 * (mu**2 + np.exp(logvar) - 1.0 - logvar)
+    return LatentStats(
+        mean_mu=mu.mean(axis=0),
+        std_mu=mu.std(axis=0),
+        sigma=np.exp(0.5 * logvar).mean(axis=0),
+        kl=kl.mean(axis=0),
+        count=len(mu),
+    )
+
+
+def allocation_from_stats(
+    stats: LatentStats, quality: int, *, min_kl: float = MIN_KL, max_sigma: float = MAX_SIGMA
+) -> BitAllocation:
+    """The rule of the module docstring, applied to precomputed statistics."""
+    quality = _check_quality(quality)
+    active = (stats.kl >= min_kl) & (stats.sigma <= max_sigma)
+    spread = np.maximum(stats.std_mu, 1e-3)
+    low = (stats.mean_mu - RANGE_STDS * spread).astype(np.float32)
+    high = (stats.mean_mu + RANGE_STDS * spread).astype(np.float32)
+    step = np.maximum(stats.sigma, 1e-6) * quality_scale(quality)
+    ratio = (high.astype(np.float64) - low.astype(np.float64)) / step
+    bits = np.clip(np.round(np.log2(np.maximum(ratio, 1e-12))), 1, MAX_BITS)
+    bits = np.where(active, bits, 0).astype(np.uint8)
+    low = np.where(active, low, 0.0).astype(np.float32)
+    high = np.where(active, high, 0.0).astype(np.float32)
+    return BitAllocation(bits, low, high)
+
+
+def allocate(
+    source: ModelSource,
+    quality: int,
+    images: np.ndarray | None = None,
+    *,
+    count: int = 1000,
+    min_kl: float = MIN_KL,
+    max_sigma: float = MAX_SIGMA,
+) -> BitAllocation:
+    """Bits and ranges per latent dimension for `quality` (1..100), from `images` or the model's validation data."""
+    _check_quality(quality)
+    return allocation_from_stats(latent_stats(source, images, count=count), quality, min_kl=min_kl, max_sigma=max_sigma)
+
+
+# ---------------------------------------------------------------- quantiser
+
+
+def quantise(means: np.ndarray, alloc: BitAllocation) -> np.ndarray:
+    """Latent means (n, D) -> symbols (n, D) uint32; 0 in every 0-bit dimension."""
+    means = np.asarray(means, dtype=np.float64)
+    if means.ndim != 2 or means.shape[1] != alloc.latent_dim:
+        raise CodecError(f"quantise: means must be (n, {alloc.latent_dim}); got {means.shape}")
+    bits = alloc.bits.astype(np.int64)
+    levels = (1 << bits).astype(np.float64)
+    low = alloc.low.astype(np.float64)
+    width = np.where(bits > 0, alloc.high.astype(np.float64) - low, 1.0)
+    scaled = np.floor((np.nan_to_num(means) - low) / width * levels)
+    symbols = np.clip(scaled, 0, levels - 1)
+    symbols[:, bits == 0] = 0
+    return symbols.astype(np.uint32)
+
+
+def dequantise(symbols: np.ndarray, alloc: BitAllocation) -> np.ndarray:
+    """Symbols (n, D) -> latent codes (n, D) float32: cell centres; the prior mean 0 in 0-bit dimensions."""
+    symbols = np.asarray(symbols)
+    if symbols.ndim != 2 or symbols.shape[1] != alloc.latent_dim:
+        raise CodecError(f"dequantise: symbols must be (n, {alloc.latent_dim}); got {symbols.shape}")
+    bits = alloc.bits.astype(np.int64)
+    levels = (1 << bits).astype(np.float64)
+    low = alloc.low.astype(np.float64)
+    width = alloc.high.astype(np.float64) - low
+    codes = low + (symbols.astype(np.float64) + 0.5) * width / levels
+    codes[:, bits == 0] = 0.0
+    return codes.astype(np.float32)
+
+
+# ---------------------------------------------------------------- bit packing
+
+
+def _bit_layout(alloc: BitAllocation) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each payload bit of one image: its dimension and shift; and where each coded dimension starts."""
+    bits = alloc.bits.astype(np.int64)
+    dims = np.repeat(np.arange(len(bits)), bits)
+    shifts = np.concatenate([np.arange(b - 1, -1, -1) for b in bits]) if len(bits) else np.zeros(0, np.int64)
+    return dims, shifts.astype(np.uint32), np.flatnonzero(bits)
+
+
+def pack_symbols(symbols: np.ndarray, alloc: BitAllocation) -> bytes:
+    """Symbols (n, D) -> the raw payload: each symbol MSB first at its bit depth, no padding until the end."""
+    symbols = np.asarray(symbols, dtype=np.uint32)
+    dims, shifts, _ = _bit_layout(alloc)
+    if len(dims) == 0 or len(symbols) == 0:
+        return b""
+    bit_matrix = ((symbols[:, dims] >> shifts) & 1).astype(np.uint8)
+    return np.packbits(bit_matrix.reshape(-1)).tobytes()
+
+
+def unpack_symbols(payload: bytes, alloc: BitAllocation, count: int) -> np.ndarray:
+    """The inverse of `pack_symbols`; the payload must have exactly the expected length."""
+    expected = alloc.payload_bytes(count)
+    if len(payload) != expected:
+        raise CodecError(f"payload holds {len(payload)} bytes; {count} images at this allocation need {expected}")
+    symbols = np.zeros((count, alloc.latent_dim), dtype=np.uint32)
+    dims, shifts, starts = _bit_layout(alloc)
+    if len(dims) == 0 or count == 0:
+        return symbols
+    bit_matrix = np.unpackbits(np.frombuffer(payload, dtype=np.uint8), count=count * len(dims))
+    values = bit_matrix.reshape(count, len(dims)).astype(np.uint32) << shifts
+    offsets = np.concatenate([[0], np.cumsum(alloc.bits.astype(np.int64)[starts])[:-1]])
+    symbols[:, starts] = np.add.reduceat(values, offsets, axis=1)
+    return symbols
+
+
+def _encode_payload(raw: bytes, method: int) -> bytes:
+    if method == METHOD_RAW:
+        return raw
+    if method == METHOD_ZLIB:
+        return zlib.compress(raw, 9)
+    if method == METHOD_LZMA:
+        return lzma.compress(raw, format=lzma.FORMAT_RAW, filters=_LZMA_FILTERS)
+    raise CodecError(f"unknown payload method {method}")
+
+
+def _decode_payload(payload: bytes, method: int, expected: int) -> bytes:
+    try:
+        if method == METHOD_RAW:
+            raw = payload
+        elif method == METHOD_ZLIB:
+            inflater = zlib.decompressobj()
+            raw = inflater.decompress(payload, expected + 1)
+            if not inflater.eof or inflater.unused_data:
+                raise CodecError("the zlib payload is truncated or has trailing data")
+        elif method == METHOD_LZMA:
+            decoder = lzma.LZMADecompressor(format=lzma.FORMAT_RAW, filters=_LZMA_FILTERS)
+            raw = decoder.decompress(payload, max_length=expected + 1)
+        else:
+            raise CodecError(f"unknown payload method {method}")
+    except (zlib.error, lzma.LZMAError) as exc:
+        raise CodecError(f"the {METHOD_NAMES[method]} payload cannot be decoded: {exc}") from exc
+    return raw
+
+
+# ---------------------------------------------------------------- the file
+
+
+@dataclass(frozen=True)
+class BvzHeader:
+    version: int
+    flags: int
+    fingerprint: str  # hex
+    channels: int
+    height: int
+    width: int
+    count: int
+    quality: int
+    alloc: BitAllocation
+    method: int
+    payload_offset: int
+    payload_length: int
+
+    @property
+    def latent_dim(self) -> int:
+        return self.alloc.latent_dim
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return (self.channels, self.height, self.width)
+
+    @property
+    def resized(self) -> bool:
+        return bool(self.flags & FLAG_RESIZED)
+
+
+def _prefix(name: str | os.PathLike[str] | None) -> str:
+    return f"{name}: " if name is not None else ""
+
+
+def build_file(
+    fingerprint: str,
+    image_shape: tuple[int, int, int],
+    count: int,
+    quality: int,
+    alloc: BitAllocation,
+    raw_payload: bytes,
+    *,
+    method: int | str = "auto",
+    flags: int = 0,
+    version: int = VERSION,
+) -> bytes:
+    """Assemble a .bvz file from its parts; `method` "auto" keeps the shortest payload encoding."""
+    if method == "auto":
+        candidates = [(m, _encode_payload(raw_payload, m)) for m in (METHOD_RAW, METHOD_ZLIB, METHOD_LZMA)]
+        method, payload = min(candidates, key=lambda item: (len(item[1]), item[0]))
+    else:
+        if method not in METHOD_NAMES:
+            raise CodecError(f"unknown payload method {method!r}; use 0 (raw), 1 (zlib), 2 (lzma) or 'auto'")
+        payload = _encode_payload(raw_payload, int(method))
+    channels, height, width = image_shape
+    head = _FIXED.pack(
+        MAGIC, version, flags, bytes.fromhex(fingerprint), channels, height, width, count, alloc.latent_dim, quality
+    )
+    dims = b"".join(
+        _DIM.pack(int(b), float(lo), float(hi)) for b, lo, hi in zip(alloc.bits, alloc.low, alloc.high, strict=True)
+    )
+    body = head + dims + _TAIL.pack(int(method), len(payload)) + payload
+    return body + _CRC.pack(zlib.crc32(body))
+
+
+def parse_header(data: bytes, *, name: str | os.PathLike[str] | None = None) -> BvzHeader:
+    """Check a whole .bvz file (length, CRC, magic, version, lengths, field ranges) and return its header."""
+    where = _prefix(name)
+    data = bytes(data)
+    if len(data) < MIN_FILE_SIZE:
+        if not data.startswith(MAGIC[: len(data)]) or not data:
+            raise CodecError(f"{where}not a .bvz file ({len(data)} bytes, no BVZ1 magic)")
+        raise CodecError(f"{where}truncated .bvz file: {len(data)} bytes, at least {MIN_FILE_SIZE} needed")
+    (stored_crc,) = _CRC.unpack_from(data, len(data) - _CRC.size)
+    if zlib.crc32(data[: -_CRC.size]) != stored_crc:
+        if not data.startswith(MAGIC):
+            raise CodecError(f"{where}not a .bvz file (no BVZ1 magic)")
+        raise CodecError(f"{where}corrupted or truncated .bvz file: CRC-32 check failed")
+    magic, version, flags, fp, channels, height, width, count, latent_dim, quality = _FIXED.unpack_from(data, 0)
+    if magic != MAGIC:
+        raise CodecError(f"{where}not a .bvz file (no BVZ1 magic)")
+    if version != VERSION:
+        raise CodecError(f"{where}unsupported .bvz version {version} (this program reads version {VERSION})")
+    tail_at = _FIXED.size + _DIM.size * latent_dim
+    if len(data) < tail_at + _TAIL.size + _CRC.size:
+        raise CodecError(f"{where}malformed .bvz file: too short for {latent_dim} latent dimensions")
+    method, payload_length = _TAIL.unpack_from(data, tail_at)
+    payload_offset = tail_at + _TAIL.size
+    if payload_offset + payload_length + _CRC.size != len(data):
+        raise CodecError(
+            f"{where}malformed .bvz file: the header declares a {payload_length}-byte payload, "
+            f"the file holds {len(data) - payload_offset - _CRC.size}"
+        )
+    if method not in METHOD_NAMES:
+        raise CodecError(f"{where}malformed .bvz file: unknown payload method {method}")
+    if channels not in (1, 3) or height == 0 or width == 0:
+        raise CodecError(f"{where}malformed .bvz file: image shape {channels}x{height}x{width}")
+    if not 1 <= quality <= 100:
+        raise CodecError(f"{where}malformed .bvz file: quality {quality}")
+    if flags & ~FLAG_RESIZED:
+        raise CodecError(f"{where}malformed .bvz file: unknown flags 0x{flags:02x}")
+    dims = np.array(
+        [_DIM.unpack_from(data, _FIXED.size + _DIM.size * k) for k in range(latent_dim)], dtype=np.float64
+    ).reshape(latent_dim, 3)
+    try:
+        alloc = BitAllocation(dims[:, 0].astype(np.uint8), dims[:, 1], dims[:, 2])
+    except CodecError as exc:
+        raise CodecError(f"{where}malformed .bvz file: {exc}") from exc
+    if (dims[:, 0] > MAX_BITS).any():
+        raise CodecError(f"{where}malformed .bvz file: more than {MAX_BITS} bits for a dimension")
+    return BvzHeader(
+        version=version,
+        flags=flags,
+        fingerprint=fp.hex(),
+        channels=channels,
+        height=height,
+        width=width,
+        count=count,
+        quality=quality,
+        alloc=alloc,
+        method=method,
+        payload_offset=payload_offset,
+        payload_length=payload_length,
+    )
+
+
+def fit_images(images: np.ndarray, shape: tuple[int, int, int], *, resize: bool) -> tuple[np.ndarray, bool]:
+    """Check (n, C, H, W) uint8 images against the model's shape; resize/convert them when `resize`."""
+    images = np.asarray(images)
+    if images.ndim == 3:
+        images = images[:, None]
+    if images.ndim != 4 or images.dtype != np.uint8:
+        raise CodecError(f"images must be uint8 shaped (n, C, H, W); got {images.dtype} {images.shape}")
+    if tuple(images.shape[1:]) == tuple(shape):
+        return images, False
+    if not resize:
+        c, h, w = images.shape[1:]
+        raise CodecError(
+            f"images are {w}x{h} with {c} channel(s); the model takes {shape[2]}x{shape[1]} with {shape[0]} "
+            "channel(s) (use --resize / resize=True to convert them)"
+        )
+    from PIL import Image
+
+    out = np.empty((len(images), *shape), dtype=np.uint8)
+    for i, img in enumerate(images):
+        pil = Image.fromarray(img[0] if img.shape[0] == 1 else np.moveaxis(img[:3], 0, -1))
+        out[i] = _pil_to_array(pil, shape, resize=True, name=f"image {i}")
+    return out, True
+
+
+def compress(
+    source: ModelSource,
+    images: np.ndarray,
+    quality: int,
+    *,
+    resize: bool = False,
+    alloc: BitAllocation | None = None,
+    method: int | str = "auto",
+) -> bytes:
+    """uint8 images (n, C, H, W) -> a .bvz file (bytes). The allocation comes from the model's validation
+    data (or, without data, from `images`) unless given."""
+    quality = _check_quality(quality)
+    images, resized = fit_images(images, source.image_shape, resize=resize)
+    if len(images) == 0:
+        raise CodecError("nothing to compress: no images")
+    if len(images) >= 2**32:
+        raise CodecError("too many images for one .bvz file")
+    if alloc is None:
+        use = None if reference_images(source, 1) is not None else images
+        alloc = allocate(source, quality, use)
+    if alloc.latent_dim != source.latent_dim:
+        raise CodecError(f"the allocation has {alloc.latent_dim} dimensions; the model has {source.latent_dim}")
+    means, _ = source.encode(images)
+    raw = pack_symbols(quantise(means, alloc), alloc)
+    return build_file(
+        source.fingerprint(),
+        source.image_shape,
+        len(images),
+        quality,
+        alloc,
+        raw,
+        method=method,
+        flags=FLAG_RESIZED if resized else 0,
+    )
+
+
+def decode_symbols(data: bytes, *, name: str | os.PathLike[str] | None = None) -> tuple[BvzHeader, np.ndarray]:
+    """Check a file and unpack its symbols (no model needed)."""
+    header = parse_header(data, name=name)
+    payload = bytes(data[header.payload_offset : header.payload_offset + header.payload_length])
+    expected = header.alloc.payload_bytes(header.count)
+    try:
+        raw = _decode_payload(payload, header.method, expected)
+        symbols = unpack_symbols(raw, header.alloc, header.count)
+    except CodecError as exc:
+        raise CodecError(f"{_prefix(name)}malformed .bvz file: {exc}") from exc
+    return header, symbols
+
+
+def check_model(header: BvzHeader, source: ModelSource, *, name: str | os.PathLike[str] | None = None) -> None:
+    """Refuse a file made by another model, or whose images or latents do not fit this one."""
+    ours = source.fingerprint()
+    if header.fingerprint != ours:
+        raise CodecError(
+            f"{_prefix(name)}made by another model: the file's model fingerprint is {header.fingerprint[:12]}, "
+            f"this model's ({source.label}) is {ours[:12]}"
+        )
+    if header.image_shape != tuple(source.image_shape) or header.latent_dim != source.latent_dim:
+        raise CodecError(
+            f"{_prefix(name)}the file holds {header.image_shape} images with {header.latent_dim} latents; "
+            f"the model takes {tuple(source.image_shape)} with {source.latent_dim}"
+        )
+
+
+def decompress(source: ModelSource, data: bytes, *, name: str | os.PathLike[str] | None = None) -> np.ndarray:
+    """A .bvz file (bytes) -> uint8 images (n, C, H, W), decoded by `source` (which must be the model that made it)."""
+    header = parse_header(data, name=name)
+    check_model(header, source, name=name)
+    _, symbols = decode_symbols(data, name=name)
+    return source.decode(dequantise(symbols, header.alloc))
+
+
+def write_bvz(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write atomically: the file appears whole or not at all."""
+    try:
+        atomic_write_bytes(path, data)
+    except OSError as exc:
+        raise CodecError(f"{path}: cannot write: {exc.strerror or exc}") from exc
+
+
+def read_bvz(path: str | os.PathLike[str]) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise CodecError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+
+
+# ---------------------------------------------------------------- images
+
+
+def _pil_to_array(pil: object, shape: tuple[int, int, int], *, resize: bool, name: str) -> np.ndarray:
+    from PIL import Image
+
+    assert isinstance(pil, Image.Image)
+    channels, height, width = shape
+    grey = pil.mode in ("1", "L", "LA", "I", "I;16", "F") or (pil.mode == "P" and _grey_palette(pil))
+    if not resize and ((channels == 1) != grey or pil.size != (width, height)):
+        raise CodecError(
+            f"{name}: image is {pil.size[0]}x{pil.size[1]} {'grey' if grey else 'colour'}; the model takes "
+            f"{width}x{height} with {channels} channel(s) (use --resize to convert it)"
+        )
+    if pil.mode in ("I", "I;16", "F"):
+        arr = np.asarray(pil, dtype=np.float64)
+        top = 65535.0 if arr.max() > 255 else 255.0
+        pil = Image.fromarray(np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8))
+    pil = pil.convert("L" if channels == 1 else "RGB")
+    if pil.size != (width, height):
+        pil = pil.resize((width, height), Image.Resampling.LANCZOS)
+    arr = np.asarray(pil, dtype=np.uint8)
+    return arr[None] if channels == 1 else np.moveaxis(arr, -1, 0)
+
+
+def _grey_palette(pil: object) -> bool:
+    rgb = np.asarray(pil.convert("RGB"), dtype=np.int16)  # type: ignore[attr-defined]
+    return bool((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all())
+
+
+def load_images(
+    paths: Sequence[str | os.PathLike[str]], shape: tuple[int, int, int], resize: bool = False
+) -> np.ndarray:
+    """Image files -> uint8 (n, C, H, W) for a model taking `shape`; CodecError naming the file on trouble."""
+    from PIL import Image
+
+    if not paths:
+        raise CodecError("no image files given")
+    out = np.empty((len(paths), *shape), dtype=np.uint8)
+    for i, path in enumerate(paths):
+        try:
+            with Image.open(path) as pil:
+                pil.load()
+                out[i] = _pil_to_array(pil, shape, resize=resize, name=str(path))
+        except CodecError:
+            raise
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+            raise CodecError(f"{path}: cannot read the image: {exc}") from exc
+    return out
+
+
+def _to_pil(image: np.ndarray) -> object:
+    from PIL import Image
+
+    image = np.asarray(image, dtype=np.uint8)
+    if image.ndim == 2:
+        return Image.fromarray(image)
+    if image.ndim != 3 or image.shape[0] not in (1, 3):
+        raise CodecError(f"an image must be (C, H, W) with 1 or 3 channels; got {image.shape}")
+    return Image.fromarray(image[0]) if image.shape[0] == 1 else Image.fromarray(np.moveaxis(image, 0, -1))
+
+
+def _from_pil(pil: object, channels: int) -> np.ndarray:
+    arr = np.asarray(pil.convert("L" if channels == 1 else "RGB"), dtype=np.uint8)  # type: ignore[attr-defined]
+    return arr[None] if channels == 1 else np.moveaxis(arr, -1, 0)
+
+
+def _pillow_round_trip(image: np.ndarray, fmt: str, **options: object) -> tuple[int, np.ndarray]:
+    from PIL import Image
+
+    pil = _to_pil(image)
+    buffer = io.BytesIO()
+    pil.save(buffer, format=fmt, **options)  # type: ignore[attr-defined]
+    size = buffer.tell()
+    buffer.seek(0)
+    with Image.open(buffer) as decoded:
+        channels = 1 if np.asarray(image).ndim == 2 else np.asarray(image).shape[0]
+        out = _from_pil(decoded, channels)
+    if np.asarray(image).ndim == 2:
+        out = out[0]
+    return size, out
+
+
+def jpeg_bytes(image: np.ndarray, quality: int) -> tuple[int, np.ndarray]:
+    """(size in bytes, decoded uint8 image) for a (C, H, W) or (H, W) image saved as baseline JPEG (optimised Huffman)."""
+    return _pillow_round_trip(image, "JPEG", quality=int(quality), optimize=True)
+
+
+def webp_bytes(image: np.ndarray, quality: int) -> tuple[int, np.ndarray]:
+    """(size in bytes, decoded uint8 image) for lossy WebP at `quality` (0..100), slowest/best method."""
+    return _pillow_round_trip(image, "WEBP", quality=int(quality), method=6)
+
+
+def png_size(image: np.ndarray) -> int:
+    """Bytes of the image saved as an optimised PNG."""
+    pil = _to_pil(image)
+    buffer = io.BytesIO()
+    pil.save(buffer, format="PNG", optimize=True)  # type: ignore[attr-defined]
+    return buffer.tell()
+
+
+# ---------------------------------------------------------------- quality metrics
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """Peak signal-to-noise ratio (dB) of uint8 images, peak 255, over all pixels; inf when identical."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"psnr: shapes differ: {a.shape} vs {b.shape}")
+    mse = float(np.mean((a - b) ** 2))
+    if mse == 0.0:
+        return math.inf
+    return 10.0 * math.log10(255.0**2 / mse)
+
+
+def gaussian_window(size: int = 11, sigma: float = 1.5) -> np.ndarray:
+    """Normalised 1-D Gaussian (the 2-D window is its outer product)."""
+    x = np.arange(size, dtype=np.float64) - (size - 1) / 2.0
+    g = np.exp(-(x**2) / (2.0 * sigma**2))
+    return g / g.sum()
+
+
+def _filter_valid(x: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """Separable 'valid' correlation of the last two axes with the window outer(g, g)."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    x = sliding_window_view(x, len(g), axis=-1) @ g
+    x = np.swapaxes(x, -1, -2)
+    x = sliding_window_view(x, len(g), axis=-1) @ g
+    return np.swapaxes(x, -1, -2)
+
+
+def ssim_map(a: np.ndarray, b: np.ndarray, *, window: int = 11, sigma: float = 1.5) -> np.ndarray:
+    """Wang et al. (2004) SSIM map over the last two axes ('valid' Gaussian filtering, L = 255, K = 0.01, 0.03)."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"ssim: shapes differ: {a.shape} vs {b.shape}")
+    size = min(window, a.shape[-1], a.shape[-2])
+    size -= 1 - size % 2  # odd
+    g = gaussian_window(size, sigma)
+    c1, c2 = (0.01 * 255.0) ** 2, (0.03 * 255.0) ** 2
+    mu_a, mu_b = _filter_valid(a, g), _filter_valid(b, g)
+    var_a = _filter_valid(a * a, g) - mu_a**2
+    var_b = _filter_valid(b * b, g) - mu_b**2
+    cov = _filter_valid(a * b, g) - mu_a * mu_b
+    return ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
+
+
+def ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean SSIM of uint8 images (H, W), (C, H, W) or (n, C, H, W): per channel and image, then averaged."""
+    return float(ssim_map(a, b).mean())
