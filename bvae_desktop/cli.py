@@ -12,6 +12,7 @@ from types import FrameType
 from typing import Any
 
 from bvae_desktop import __version__
+from bvae_desktop.cli_traverse import add_traverse_parser
 from bvae_desktop.core.config import (
     DATASETS,
     OBJECTIVES,
@@ -90,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     info = commands.add_parser("info", help="describe a checkpoint")
     info.add_argument("checkpoint", type=Path)
     info.set_defaults(handler=cmd_info)
+    add_traverse_parser(commands)
     return parser
 
 

@@ -26,6 +26,12 @@ def add_traverse_parser(commands: Any) -> argparse.ArgumentParser:
     parser.add_argument("--range", dest="range_", type=float, default=3.0, help="sweep -RANGE..+RANGE (default 3)")
     parser.add_argument("--steps", type=int, default=9, help="values per row, 2..31 (default 9)")
     parser.add_argument("--frame-ms", type=int, default=120, help="GIF frame time in ms (default 120)")
+    parser.add_argument(
+        "--points",
+        type=int,
+        default=2000,
+        help="validation images encoded for the KL order and the factor labels (default 2000)",
+    )
     parser.add_argument("--no-labels", action="store_true", help="no row labels in the PNG")
     parser.set_defaults(handler=cmd_traverse)
     return parser
@@ -44,7 +50,9 @@ def cmd_traverse(args: argparse.Namespace) -> int:
         reason = f" ({source.dataset_error})" if source.dataset_error else ""
         print(f"training data not available{reason}: rows keep index order, no KL or factor labels", file=sys.stderr)
     image = load_image_file(args.image, source.image_shape) if args.image is not None else None
-    result = traverse(source, image, range_=args.range_, steps=args.steps)
+    if args.points < 1:
+        raise BvaeError(f"--points must be at least 1; got {args.points}")
+    result = traverse(source, image, range_=args.range_, steps=args.steps, points=args.points)
     labels = None if args.no_labels else result.row_labels()
     try:
         render_grid_png(result.grid, args.out, row_labels=labels)

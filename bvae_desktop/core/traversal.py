@@ -10,7 +10,8 @@ share it, so the window and the command line draw the same grid.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,6 +113,8 @@ def _mutual_info(a: np.ndarray, b: np.ndarray) -> float:
     """Mutual information (nats) between two discrete label vectors, from their contingency table."""
     _, ia = np.unique(a, return_inverse=True)
     _, ib = np.unique(b, return_inverse=True)
+    if ia.max(initial=0) == 0 or ib.max(initial=0) == 0:
+        return 0.0  # a constant shares nothing (exactly, not up to rounding)
     table = np.zeros((ia.max() + 1, ib.max() + 1), dtype=np.float64)
     np.add.at(table, (ia, ib), 1.0)
     joint = table / table.sum()
@@ -165,7 +168,7 @@ def label_dimensions(mi: np.ndarray, factor_names: Sequence[str]) -> list[tuple[
     """The factor each latent dimension shares most information with, and that information.
 
     Factor columns that are NaN or zero throughout (a single class: nothing to share) are skipped;
-    a dimension with no usable factor gets ("", 0.0).
+    a dimension with no usable factor, or sharing nothing with any, gets ("", 0.0).
     """
     mi = np.asarray(mi, dtype=np.float64)
     if mi.ndim != 2 or mi.shape[1] != len(factor_names):
@@ -175,7 +178,7 @@ def label_dimensions(mi: np.ndarray, factor_names: Sequence[str]) -> list[tuple[
     labels: list[tuple[str, float]] = []
     for row in mi:
         scores = np.where(usable & ~np.isnan(row), row, -np.inf)
-        if scores.size == 0 or not np.isfinite(scores.max()):
+        if scores.size == 0 or not np.isfinite(scores.max()) or scores.max() <= 0:
             labels.append(("", 0.0))
             continue
         k = int(np.argmax(scores))
@@ -183,7 +186,8 @@ def label_dimensions(mi: np.ndarray, factor_names: Sequence[str]) -> list[tuple[
     return labels
 
 
-def _label_sample(source: ModelSource, count: int, seed: int) -> np.ndarray | None:
+def label_sample(source: ModelSource, count: int = LABEL_POINTS, seed: int = 0) -> np.ndarray | None:
+    """Up to `count` sorted validation indices (all images when there is no split); None without data."""
     dataset = source.dataset
     if dataset is None:
         return None
@@ -191,56 +195,82 @@ def _label_sample(source: ModelSource, count: int, seed: int) -> np.ndarray | No
     if len(indices) == 0:
         return None
     rng = np.random.default_rng(seed)
-    return np.sort(rng.choice(indices, size=min(count, len(indices)), replace=False))
+    return np.sort(rng.choice(indices, size=min(count, len(indices)), replace=False)).astype(np.int64)
+
+
+def needs_summary(source: ModelSource) -> bool:
+    """Whether `latent_summary` has anything to encode: KL unknown, or factors to label."""
+    if source.dataset is None:
+        return False
+    return source.kl_per_dim is None or source.dataset.factors is not None
+
+
+def summary_from_codes(
+    source: ModelSource, indices: np.ndarray, means: np.ndarray, logvars: np.ndarray, bins: int = 20
+) -> tuple[np.ndarray | None, list[tuple[str, float]] | None]:
+    """KL per dimension and factor labels from encoder outputs for the images `indices` (see `latent_summary`)."""
+    if source.kl_per_dim is not None:
+        kl = np.asarray(source.kl_per_dim, dtype=np.float64).reshape(-1)
+    elif len(means):
+        m = np.asarray(means, dtype=np.float64)
+        lv = np.asarray(logvars, dtype=np.float64)
+        kl = (0.5 * (m**2 + np.exp(lv) - 1.0 - lv)).mean(axis=0)
+    else:
+        kl = None
+    factors = source.dataset.factors if source.dataset is not None else None
+    if factors is None or len(means) == 0:
+        return kl, None
+    mi = normalised_factor_mutual_information(means, factors.classes_of(np.asarray(indices)), bins)
+    return kl, label_dimensions(mi, factors.names)
 
 
 def factor_labels(
     source: ModelSource, count: int = LABEL_POINTS, seed: int = 0, bins: int = 20
 ) -> list[tuple[str, float]] | None:
     """Best factor and normalised MI per dimension from up to `count` validation images; None without factors."""
-    return latent_summary(source, count, seed, bins, need_kl=False)[1]
+    if source.dataset is None or source.dataset.factors is None:
+        return None
+    return latent_summary(source, count, seed, bins)[1]
 
 
 def latent_summary(
-    source: ModelSource, count: int = LABEL_POINTS, seed: int = 0, bins: int = 20, *, need_kl: bool = True
+    source: ModelSource, count: int = LABEL_POINTS, seed: int = 0, bins: int = 20
 ) -> tuple[np.ndarray | None, list[tuple[str, float]] | None]:
     """KL per dimension and factor labels from ONE encode of up to `count` validation images.
 
     KL is the run's own figure when the source carries one; otherwise the mean KL on the sample.
     Either part is None when it cannot be had (no data; no factors).
     """
-    kl = None if source.kl_per_dim is None else np.asarray(source.kl_per_dim, dtype=np.float64).reshape(-1)
-    dataset = source.dataset
-    has_factors = dataset is not None and dataset.factors is not None
-    if not has_factors and (kl is not None or not need_kl):
-        return kl, None
-    chosen = _label_sample(source, count, seed)
+    chosen = label_sample(source, count, seed) if needs_summary(source) else None
     if chosen is None:
+        kl = None if source.kl_per_dim is None else np.asarray(source.kl_per_dim, dtype=np.float64).reshape(-1)
         return kl, None
-    means, logvars = source.encode(dataset.batch(chosen).numpy())  # type: ignore[union-attr]
-    if kl is None and need_kl:
-        kl = (0.5 * (means.astype(np.float64) ** 2 + np.exp(logvars) - 1.0 - logvars)).mean(axis=0)
-    if not has_factors:
-        return kl, None
-    factors = dataset.factors  # type: ignore[union-attr]
-    mi = normalised_factor_mutual_information(means, factors.classes_of(chosen), bins)
-    return kl, label_dimensions(mi, factors.names)
+    means, logvars = source.encode(source.dataset.batch(chosen).numpy())  # type: ignore[union-attr]
+    return summary_from_codes(source, chosen, means, logvars, bins)
 
 
-def decode_one(source: ModelSource, code: np.ndarray) -> np.ndarray:
-    """Decode one latent code to uint8 (C, H, W) on one torch thread.
+@contextlib.contextmanager
+def torch_threads(count: int = 1) -> Iterator[None]:
+    """Run the block on `count` torch threads, then restore the previous setting.
 
-    One small image gains nothing from more threads, and on a busy machine a multi-threaded
-    decode of one 64x64 image can take 50x longer (threads waiting on each other).
+    For decodes on the GUI thread: the window keeps one core (the trainer has the rest), and on
+    a busy machine a multi-threaded decode of one 64x64 image can take 100x longer than a
+    single-threaded one (threads waiting on each other).
     """
     import torch
 
     previous = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(max(1, int(count)))
     try:
-        return source.decode(np.asarray(code, dtype=np.float32).reshape(1, -1))[0]
+        yield
     finally:
         torch.set_num_threads(previous)
+
+
+def decode_one(source: ModelSource, code: np.ndarray) -> np.ndarray:
+    """Decode one latent code to uint8 (C, H, W) on one torch thread (see `torch_threads`)."""
+    with torch_threads(1):
+        return source.decode(np.asarray(code, dtype=np.float32).reshape(1, -1))[0]
 
 
 def row_label(dim: int, kl: float | None = None, factor: tuple[str, float] | None = None) -> str:
@@ -285,12 +315,13 @@ def traverse(
     steps: int = 9,
     kl: np.ndarray | None = None,
     label_factors: bool = True,
+    points: int = LABEL_POINTS,
 ) -> Traversal:
     """Every dimension swept around `image`'s code (or the prior mean), rows sorted by KL when known."""
     values = traversal_values(range_, steps)
     factors = None
     if kl is None or label_factors:
-        found_kl, factors = latent_summary(source, need_kl=kl is None)
+        found_kl, factors = latent_summary(source, count=points)
         kl = kl if kl is not None else found_kl
         factors = factors if label_factors else None
     dims = latent_order(kl) if kl is not None else np.arange(source.latent_dim, dtype=np.int64)

@@ -26,13 +26,16 @@ from bvae_desktop.core.atomic import atomic_path
 from bvae_desktop.core.checkpoint import Checkpoint, load_checkpoint
 from bvae_desktop.core.config import TrainConfig
 from bvae_desktop.core.errors import BvaeError
+from bvae_desktop.core.model_source import ModelSource
 from bvae_desktop.core.trainer import CHECKPOINT_NAME, RUNLOG_NAME
 from bvae_desktop.gui.kl_bars import KlBarView
 from bvae_desktop.gui.loss_plot import LossPlotView
 from bvae_desktop.gui.run_history import load_history_into
 from bvae_desktop.gui.sample_strip import SampleStripView
+from bvae_desktop.gui.scatter_view import ScatterView
 from bvae_desktop.gui.settings import AppSettings
 from bvae_desktop.gui.training_panel import TrainingPanel, choose_data_path
+from bvae_desktop.gui.traversal_view import TraversalView
 from bvae_desktop.gui.worker import StepBatch, TrainingWorker, start_worker
 
 
@@ -51,6 +54,8 @@ class MainWindow(QMainWindow):
         self.last_error: str | None = None
         self._run_started_at = 0.0
         self._run_start_step = 0
+        self.model_source: ModelSource | None = None  # what the explorer views show (latest snapshot or checkpoint)
+        self._shown_source: dict[str, ModelSource | None] = {}
         self._build()
         self._restore_settings()
 
@@ -86,8 +91,13 @@ class MainWindow(QMainWindow):
         training.addWidget(self.lossPlot)
         training.addWidget(bottom)
         training.setSizes([480, 320])
+        self.traversalView = TraversalView()
+        self.scatterView = ScatterView()
         self.tabs = QTabWidget(objectName="viewTabs")
         self.tabs.addTab(training, "Training")
+        self.tabs.addTab(self.traversalView, "Latent traversal")
+        self.tabs.addTab(self.scatterView, "Latent scatter")
+        self.tabs.currentChanged.connect(self._on_tab_changed)
         self.setCentralWidget(self.tabs)
         self.setStatusBar(QStatusBar(self))
         self._build_menus()
@@ -175,6 +185,7 @@ class MainWindow(QMainWindow):
             self.lossPlot.clear()
             self.klBarPlot.clear()
             self.sampleStrip.clear()
+            self._shown_source.clear()  # a new model: the explorer views start afresh
         self.last_error = None
         self.run_dir = run_dir
         self.checkpoint_path = run_dir / CHECKPOINT_NAME
@@ -183,6 +194,7 @@ class MainWindow(QMainWindow):
         self.worker.started.connect(self._on_run_started)
         self.worker.stepsReady.connect(self._on_steps)
         self.worker.samplesReady.connect(self._on_samples)
+        self.worker.snapshotReady.connect(self._on_snapshot)
         self.worker.halted.connect(self._on_halted)
         self.worker.failed.connect(self._on_failed)
         self.worker.finished.connect(self._on_finished)
@@ -225,6 +237,32 @@ class MainWindow(QMainWindow):
 
     def _on_samples(self, originals, reconstructions, step: int) -> None:
         self.sampleStrip.set_samples(originals, reconstructions, step)
+
+    def _on_snapshot(self, source: ModelSource) -> None:
+        self.set_model_source(source, live=True)
+
+    def set_model_source(self, source: ModelSource | None, *, live: bool = False) -> None:
+        """Give the explorer views a model; only the visible one works now, the other on showing."""
+        self.model_source = source
+        self._source_is_live = live
+        self._push_source_to_current_view()
+
+    def _push_source_to_current_view(self) -> None:
+        view = self.tabs.currentWidget()
+        source = self.model_source
+        if view is self.traversalView and self._shown_source.get("traversal") is not source:
+            previous = self._shown_source.get("traversal")
+            self._shown_source["traversal"] = source
+            if source is not None and previous is not None and getattr(self, "_source_is_live", False):
+                self.traversalView.update_model(source)  # same run, newer weights: keep the reference
+            else:
+                self.traversalView.set_source(source)
+        elif view is self.scatterView and self._shown_source.get("scatter") is not source:
+            self._shown_source["scatter"] = source
+            self.scatterView.set_source(source)
+
+    def _on_tab_changed(self, _index: int) -> None:
+        self._push_source_to_current_view()
 
     def _on_pause_toggled(self, paused: bool) -> None:
         if self.worker is None:
@@ -323,7 +361,11 @@ class MainWindow(QMainWindow):
             except BvaeError as exc:
                 self.show_error("Run log unreadable", str(exc))
         self.panel.offer_continue(checkpoint.step)
-        self.statusBar().showMessage(f"opened {path}: step {checkpoint.step:,}, β {checkpoint.beta:g}")
+        source = ModelSource.from_checkpoint(checkpoint)
+        self._shown_source.clear()  # another model: the views start afresh
+        self.set_model_source(source)
+        note = f" ({source.dataset_error})" if source.dataset_error else ""
+        self.statusBar().showMessage(f"opened {path}: step {checkpoint.step:,}, β {checkpoint.beta:g}{note}")
         self._update_file_actions()
         return checkpoint
 
@@ -399,6 +441,8 @@ class MainWindow(QMainWindow):
     # ----- closing ---------------------------------------------------------------------------
     def closeEvent(self, event: QCloseEvent) -> None:
         self.stop_training()
+        self.traversalView.shutdown()
+        self.scatterView.shutdown()
         self.settings.geometry = self.saveGeometry()
         self.settings.window_state = self.saveState()
         super().closeEvent(event)

@@ -5,14 +5,16 @@ image's encoder mean, a file, or the prior mean), one row per dimension sorted b
 one ImageItem. A linked view beside it labels each row "z3 · KL 2.31 · posX (0.82)"; dimensions
 below 0.1 nats are greyed and can be hidden. Right: one slider per dimension driving one large
 decode. All decoding uses the ModelSource's own CPU model (never the training model); one 64x64
-decode takes a few milliseconds, so sliders decode on the GUI thread.
+decode takes a few milliseconds, so sliders decode on the GUI thread (on one torch thread).
+Measuring KL and naming factors means encoding up to 2,000 validation images: that runs in
+an `EncodeWorker` thread, and the rows re-sort and gain their labels when it is done.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QThread
 from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -37,19 +39,22 @@ from bvae_desktop.core.traversal import (
     GRID_GAP,
     LABEL_POINTS,
     decode_one,
+    label_sample,
     latent_order,
-    latent_summary,
     load_image_file,
+    needs_summary,
     reference_code,
     render_gif,
     render_grid_png,
     row_label,
-    source_kl,
+    summary_from_codes,
     tile_grid,
+    torch_threads,
     traversal_grid,
     traversal_values,
 )
 from bvae_desktop.gui.pg_setup import configure_pyqtgraph
+from bvae_desktop.gui.scatter_view import EncodeWorker
 
 SLIDER_SCALE = 100  # slider ints per latent unit
 SLIDER_LIMIT = 3.0
@@ -98,6 +103,10 @@ class TraversalView(QWidget):
         self._sliders: list[QSlider] = []
         self._slider_values: list[QLabel] = []
         self._text_items: list[pg.TextItem] = []
+        self._thread: QThread | None = None
+        self._worker: EncodeWorker | None = None
+        self._label_indices: np.ndarray | None = None
+        self._job = 0
 
         # --- controls -------------------------------------------------------------------------
         self.rangeSpin = QDoubleSpinBox(self)
@@ -183,8 +192,10 @@ class TraversalView(QWidget):
         self.label_box.setMenuEnabled(False)
         self.label_box.setFixedWidth(LABEL_WIDTH_PX)
         self.label_box.setXRange(0, 1, padding=0)
-        self.grid_box = self._grid_widget.addViewBox(row=0, col=1, lockAspect=True, invertY=True, enableMouse=False)
+        # no lockAspect: `_fit_grid` keeps square pixels itself, anchoring the grid top-left beside its labels
+        self.grid_box = self._grid_widget.addViewBox(row=0, col=1, invertY=True, enableMouse=False)
         self.grid_box.setMenuEnabled(False)
+        self.grid_box.sigResized.connect(self._on_grid_resized)
         self.label_box.setYLink(self.grid_box)
         self.grid_item = pg.ImageItem(axisOrder="row-major")
         self.grid_box.addItem(self.grid_item)
@@ -252,7 +263,13 @@ class TraversalView(QWidget):
     # --- API ------------------------------------------------------------------------------
 
     def set_source(self, source: ModelSource | None) -> None:
-        """Show `source`'s latent space (None clears the view). Encodes up to `label_points` images for labels."""
+        """Show `source`'s latent space (None clears the view).
+
+        The grid shows at once (rows in the run's KL order, or index order); when KL must be
+        measured or the data has factors, up to `label_points` validation images are encoded in a
+        background thread, then the rows are re-sorted and labelled (`is_labelling()` until then).
+        """
+        self.shutdown()
         self._source = source
         self._reference = None
         self._reference_name = "prior mean"
@@ -283,11 +300,8 @@ class TraversalView(QWidget):
             self.referenceLabel.setText("")
             self._caption.setText("no model: load a checkpoint or train one")
             return
-        try:
-            self._kl, self._factors = latent_summary(source, count=self.label_points)
-        except (BvaeError, ValueError) as exc:
-            self._kl, self._factors = source_kl(source), None
-            self._status.setText(f"no factor labels: {exc}")
+        if source.kl_per_dim is not None:
+            self._kl = np.asarray(source.kl_per_dim, dtype=np.float64).reshape(-1)
         if source.dataset is None:
             note = f" ({source.dataset_error})" if source.dataset_error else ""
             self._status.setText(f"training data not available{note}: traversals around the prior mean only")
@@ -296,6 +310,48 @@ class TraversalView(QWidget):
             self._set_reference_index(0)
         else:
             self.set_reference_image(None)
+        if needs_summary(source):
+            self._start_labelling(source)
+
+    def update_model(self, source: ModelSource) -> None:
+        """New weights of the same run (live training): keep the reference and slider positions.
+
+        The previous factor labels stay until the new ones are measured in the background.
+        """
+        current = self._source
+        if current is None or (current.latent_dim, current.image_shape) != (source.latent_dim, source.image_shape):
+            self.set_source(source)
+            return
+        self.shutdown()
+        self._source = source
+        if source.kl_per_dim is not None:
+            self._kl = np.asarray(source.kl_per_dim, dtype=np.float64).reshape(-1)
+        self._rebuild_grid()
+        self._decode_sliders()
+        if needs_summary(source):
+            self._start_labelling(source)
+
+    def is_labelling(self) -> bool:
+        """True while validation images are being encoded for the KL order and factor labels."""
+        return self._thread is not None and self._thread.isRunning()
+
+    def shutdown(self) -> None:
+        """Stop the labelling encode, if any, and join its thread (call before the view goes away)."""
+        thread, worker = self._thread, self._worker
+        self._thread, self._worker, self._label_indices = None, None, None
+        if worker is not None:
+            worker.cancel_event.set()
+        if thread is not None:
+            thread.quit()
+            thread.wait()
+            if worker is not None:
+                worker.deleteLater()
+            thread.deleteLater()
+        self._job += 1  # results still queued from that worker are stale now
+
+    def closeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        self.shutdown()
+        super().closeEvent(event)
 
     def source(self) -> ModelSource | None:
         return self._source
@@ -306,7 +362,10 @@ class TraversalView(QWidget):
             return
         if image is not None:
             image = np.asarray(image)
-            reference_code(self._source, image)  # validates the shape before anything changes
+            if image.dtype != np.uint8 or tuple(image.shape) != tuple(self._source.image_shape):
+                raise ValueError(
+                    f"reference image must be uint8 {tuple(self._source.image_shape)}; got {image.dtype} {image.shape}"
+                )
         self._reference = image
         self._reference_name = name or ("image" if image is not None else "prior mean")
         self._show_reference()
@@ -366,6 +425,28 @@ class TraversalView(QWidget):
 
     # --- slots ----------------------------------------------------------------------------
 
+    def _on_labels_encoded(self, job: int, means: np.ndarray, logvars: np.ndarray) -> None:
+        source, indices = self._source, self._label_indices
+        if job != self._job or source is None or indices is None:
+            return
+        self.shutdown()
+        try:
+            self._kl, self._factors = summary_from_codes(source, indices, means, logvars)
+        except (BvaeError, ValueError) as exc:
+            self._status.setText(f"no factor labels: {exc}")
+        self._update_slider_labels()
+        self._rebuild_grid()
+
+    def _on_labels_failed(self, job: int, message: str) -> None:
+        if job == self._job:
+            self.shutdown()
+            self._status.setText(f"could not measure KL / factor labels: {message}")
+            self._rebuild_grid()
+
+    def _on_labels_cancelled(self, job: int) -> None:
+        if job == self._job:
+            self.shutdown()
+
     def _on_settings_changed(self, *_args: object) -> None:
         self._rebuild_grid()
 
@@ -400,6 +481,9 @@ class TraversalView(QWidget):
                 self._slider_values[i].setText(f"{slider.value() / SLIDER_SCALE:+.2f}")
         self._decode_sliders()
 
+    def _on_grid_resized(self, *_args: object) -> None:
+        self._fit_grid()
+
     def _on_export_png(self) -> None:
         path, _filter = QFileDialog.getSaveFileName(self, "Export traversal grid", "traversal.png", "PNG (*.png)")
         if path:
@@ -419,6 +503,24 @@ class TraversalView(QWidget):
             self._status.setText(f"export failed: {exc}")
         else:
             self._status.setText(f"wrote {path}")
+
+    def _start_labelling(self, source: ModelSource) -> None:
+        indices = label_sample(source, self.label_points)
+        if indices is None:
+            return
+        self._job += 1
+        self._label_indices = indices
+        thread = QThread()
+        worker = EncodeWorker(self._job, source, indices)
+        worker.moveToThread(thread)
+        thread.started.connect(worker.run)
+        worker.done.connect(self._on_labels_encoded)
+        worker.failed.connect(self._on_labels_failed)
+        worker.cancelled.connect(self._on_labels_cancelled)
+        worker.finished.connect(thread.quit)
+        self._thread, self._worker = thread, worker
+        self._rebuild_grid()  # the caption says labels are on their way
+        thread.start()
 
     def _reference_pool(self) -> np.ndarray | None:
         source = self._source
@@ -492,7 +594,8 @@ class TraversalView(QWidget):
     def _reset_sliders_to_reference(self) -> None:
         if self._source is None:
             return
-        code = reference_code(self._source, self._reference)
+        with torch_threads(1):
+            code = reference_code(self._source, self._reference)
         for i, slider in enumerate(self._sliders):
             value = float(np.clip(code[i], -SLIDER_LIMIT, SLIDER_LIMIT))
             blocked = slider.blockSignals(True)
@@ -545,8 +648,8 @@ class TraversalView(QWidget):
             self._caption.setText(f"every dimension is inactive (KL < {ACTIVE_KL:g}): untick 'hide inactive'")
             return
         values = traversal_values(float(self.rangeSpin.value()), int(self.stepsSpin.value()))
-        code = reference_code(source, self._reference)
-        grid = traversal_grid(source, code, dims, values)
+        with torch_threads(1):
+            grid = traversal_grid(source, reference_code(source, self._reference), dims, values)
         self._grid = grid
         self._dims = dims
         self._labels = [
@@ -560,7 +663,7 @@ class TraversalView(QWidget):
         tiled = tile_grid(grid)
         self._tiled = tiled
         self.grid_item.setImage(tiled, autoLevels=False, levels=(0, 255))
-        self.grid_box.setRange(xRange=(0, tiled.shape[1]), yRange=(0, tiled.shape[0]), padding=0.01)
+        self._fit_grid()
         self._place_labels(grid.shape[3])
         order = "sorted by KL (nats, on validation data)" if self._kl is not None else "in index order (no KL known)"
         hidden = source.latent_dim - len(dims)
@@ -569,8 +672,33 @@ class TraversalView(QWidget):
             + (f", {hidden} inactive hidden" if hidden else "")
             + f"; each row sweeps one dimension from {values[0]:+g} to {values[-1]:+g} around the "
             + ("prior mean" if self._reference is None else "reference image's code")
-            + ("" if self._factors is not None else "; no ground-truth factors to label rows")
+            + self._labels_note()
         )
+
+    def _labels_note(self) -> str:
+        if self._thread is not None:
+            return f"; measuring KL and factor labels on {0 if self._label_indices is None else len(self._label_indices)} validation images…"
+        if self._factors is None:
+            return "; no ground-truth factors to label rows"
+        return ""
+
+    def _fit_grid(self) -> None:
+        """Show the whole grid with square pixels, top-left aligned (so row labels sit right beside it)."""
+        if self._tiled is None:
+            return
+        height, width = self._tiled.shape[:2]
+        rect = self.grid_box.boundingRect()
+        w_px, h_px = max(rect.width(), 1.0), max(rect.height(), 1.0)
+        margin = 0.01 * max(width, height)
+        height_m, width_m = height + 2 * margin, width + 2 * margin
+        if w_px / h_px > width_m / height_m:  # wider than the grid: spare room on the right
+            self.grid_box.setRange(
+                xRange=(-margin, -margin + height_m * w_px / h_px), yRange=(-margin, height + margin), padding=0
+            )
+        else:  # taller: spare room below
+            self.grid_box.setRange(
+                xRange=(-margin, width + margin), yRange=(-margin, -margin + width_m * h_px / w_px), padding=0
+            )
 
     def _place_labels(self, tile_h: int) -> None:
         while len(self._text_items) < len(self._labels):

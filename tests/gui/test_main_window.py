@@ -207,3 +207,27 @@ def test_non_finite_loss_pauses_and_says_the_step_then_resume_goes_on(qtbot, win
     window.panel.pauseButton.click()
     qtbot.waitUntil(lambda: not window.training, timeout=WAIT_MS)
     assert load_checkpoint(window.checkpoint_path).step == 8
+
+
+def test_explorer_tabs_show_the_trained_model(qtbot, window):
+    window.panel.trainButton.click()
+    qtbot.waitUntil(lambda: not window.training, timeout=WAIT_MS)
+    assert window.model_source is not None and window.model_source.step == 12
+    window.tabs.setCurrentWidget(window.traversalView)
+    assert window.traversalView.source() is window.model_source
+    assert window.traversalView.grid_image() is not None
+    assert len(window.traversalView.row_dims()) == 4
+    qtbot.waitUntil(lambda: not window.traversalView.is_labelling(), timeout=WAIT_MS)
+    window.tabs.setCurrentWidget(window.scatterView)
+    assert window.scatterView.encode(40)
+    qtbot.waitUntil(lambda: not window.scatterView.is_encoding(), timeout=WAIT_MS)
+    assert window.scatterView.point_count() == 40
+
+
+def test_opened_checkpoint_feeds_the_explorer(qtbot, window, tmp_path):
+    trainer = Trainer(TrainConfig(latent_dim=3, batch_size=8, steps=4, device="cpu"), run_dir=tmp_path / "r")
+    list(trainer.steps())
+    window.open_checkpoint(tmp_path / "r" / "checkpoint.pt")
+    window.tabs.setCurrentWidget(window.traversalView)
+    assert window.traversalView.source().step == 4 and len(window.traversalView.row_dims()) == 3
+    window.traversalView.shutdown()
