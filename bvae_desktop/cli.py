@@ -12,6 +12,7 @@ from types import FrameType
 from typing import Any
 
 from bvae_desktop import __version__
+from bvae_desktop.cli_evaluate import add_evaluate_parser
 from bvae_desktop.cli_traverse import add_traverse_parser
 from bvae_desktop.core.config import (
     DATASETS,
@@ -92,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("checkpoint", type=Path)
     info.set_defaults(handler=cmd_info)
     add_traverse_parser(commands)
+    add_evaluate_parser(commands)
     return parser
 
 
