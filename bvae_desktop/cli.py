@@ -12,6 +12,7 @@ from types import FrameType
 from typing import Any
 
 from bvae_desktop import __version__
+from bvae_desktop.cli_codec import add_codec_parsers
 from bvae_desktop.cli_evaluate import add_evaluate_parser
 from bvae_desktop.cli_traverse import add_traverse_parser
 from bvae_desktop.core.config import (
@@ -94,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     info.set_defaults(handler=cmd_info)
     add_traverse_parser(commands)
     add_evaluate_parser(commands)
+    add_codec_parsers(commands)
     return parser
 
 

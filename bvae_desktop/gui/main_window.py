@@ -28,6 +28,7 @@ from bvae_desktop.core.config import TrainConfig
 from bvae_desktop.core.errors import BvaeError
 from bvae_desktop.core.model_source import ModelSource
 from bvae_desktop.core.trainer import CHECKPOINT_NAME, RUNLOG_NAME
+from bvae_desktop.gui.codec_view import CodecView
 from bvae_desktop.gui.kl_bars import KlBarView
 from bvae_desktop.gui.loss_plot import LossPlotView
 from bvae_desktop.gui.run_history import load_history_into
@@ -77,7 +78,10 @@ class MainWindow(QMainWindow):
             QDockWidget.DockWidgetFeature.DockWidgetMovable | QDockWidget.DockWidgetFeature.DockWidgetFloatable
         )
         dock.setWidget(scroll)
-        dock.setMinimumWidth(360)
+        # wide enough for the panel's widest row, so nothing is clipped (no horizontal scrolling)
+        scroll.setMinimumWidth(
+            max(360, self.panel.minimumSizeHint().width() + scroll.verticalScrollBar().sizeHint().width() + 4)
+        )
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, dock)
 
         self.lossPlot = LossPlotView()
@@ -93,10 +97,12 @@ class MainWindow(QMainWindow):
         training.setSizes([480, 320])
         self.traversalView = TraversalView()
         self.scatterView = ScatterView()
+        self.codecView = CodecView()
         self.tabs = QTabWidget(objectName="viewTabs")
         self.tabs.addTab(training, "Training")
         self.tabs.addTab(self.traversalView, "Latent traversal")
         self.tabs.addTab(self.scatterView, "Latent scatter")
+        self.tabs.addTab(self.codecView, "Compress")
         self.tabs.currentChanged.connect(self._on_tab_changed)
         self.setCentralWidget(self.tabs)
         self.setStatusBar(QStatusBar(self))
@@ -260,6 +266,9 @@ class MainWindow(QMainWindow):
         elif view is self.scatterView and self._shown_source.get("scatter") is not source:
             self._shown_source["scatter"] = source
             self.scatterView.set_source(source)
+        elif view is self.codecView and self._shown_source.get("codec") is not source:
+            self._shown_source["codec"] = source
+            self.codecView.set_source(source)
 
     def _on_tab_changed(self, _index: int) -> None:
         self._push_source_to_current_view()
@@ -349,6 +358,7 @@ class MainWindow(QMainWindow):
             self.show_error("Cannot open checkpoint", str(exc))
             return None
         self.panel.set_config(checkpoint.config, beta=checkpoint.beta)
+        self._on_dataset_changed(checkpoint.config.dataset, checkpoint.config.data_path or "")
         self.panel.set_image_shape(checkpoint.image_shape)
         self.checkpoint_path = Path(path)
         self.run_dir = Path(path).parent

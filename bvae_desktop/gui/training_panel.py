@@ -121,7 +121,7 @@ class TrainingPanel(QWidget):
         beta_row = QHBoxLayout()
         beta_row.addWidget(self.betaSpin)
         beta_row.addWidget(self.betaSlider, 1)
-        self.betaUnitsLabel = QLabel(objectName="betaUnitsLabel")
+        self.betaUnitsLabel = QLabel(objectName="betaUnitsLabel", wordWrap=True)
         self.betaUnitsLabel.setStyleSheet("color: #555;")
         self.gammaSpin = QDoubleSpinBox(objectName="gammaSpin", decimals=1, minimum=0.0, maximum=1e6, value=1000.0)
         self.cMaxSpin = QDoubleSpinBox(objectName="cMaxSpin", decimals=1, minimum=0.0, maximum=1e4, value=25.0)

@@ -64,6 +64,14 @@ def test_raw_payload_size_matches_allocation(source, images):
         np.testing.assert_array_equal(codec.decompress(source, other), codec.decompress(source, data))
 
 
+def test_auto_method_keeps_the_shortest(source, images):
+    many = np.concatenate([images] * 20)
+    sizes = [len(codec.compress(source, many, 60, alloc=ALLOC, method=m)) for m in (0, 1, 2)]
+    auto = codec.compress(source, many, 60, alloc=ALLOC)
+    assert len(auto) == min(sizes)
+    np.testing.assert_array_equal(codec.decompress(source, auto)[:6], codec.decompress(source, auto)[6:12])
+
+
 def test_pack_unpack_symbols_random():
     rng = np.random.default_rng(1)
     alloc = BitAllocation(bits=[1, 16, 0, 5, 9], low=[-1] * 5, high=[1] * 5)
@@ -87,16 +95,19 @@ def test_quantiser_cells_and_prior_mean():
 
 def test_quality_scales_the_allocation():
     stats = codec.LatentStats(
-        mean_mu=np.zeros(4), std_mu=np.ones(4), sigma=np.array([0.1, 0.05, 0.999, 0.3]),
-        kl=np.array([2.0, 3.0, 0.01, 0.05]), count=100,
+        mean_mu=np.zeros(5),
+        std_mu=np.array([1.0, 1.0, 1.0, 1.0, 0.1]),
+        sigma=np.array([0.1, 0.05, 0.999, 0.3, 0.7]),
+        kl=np.array([2.0, 3.0, 0.01, 0.05, 0.17]),  # the last: KL from σ < 1 alone, the means barely move
+        count=100,
     )
     low_q = codec.allocation_from_stats(stats, 10)
     mid_q = codec.allocation_from_stats(stats, 50)
     high_q = codec.allocation_from_stats(stats, 100)
-    assert list(mid_q.bits) == [round(math.log2(8 / 0.1)), round(math.log2(8 / 0.05)), 0, 0]
+    assert list(mid_q.bits) == [round(math.log2(8 / 0.1)), round(math.log2(8 / 0.05)), 0, 0, 0]
     assert (low_q.bits <= mid_q.bits).all() and (mid_q.bits <= high_q.bits).all()
     assert high_q.bits_per_image > mid_q.bits_per_image > low_q.bits_per_image
-    assert (high_q.bits <= 16).all() and list(high_q.bits[2:]) == [0, 0]
+    assert (high_q.bits <= 16).all() and list(high_q.bits[2:]) == [0, 0, 0]
     with pytest.raises(CodecError, match="quality"):
         codec.allocation_from_stats(stats, 0)
 
@@ -232,7 +243,7 @@ def test_ssim_identical_and_constant_images():
 def test_ssim_matches_direct_loop():
     rng = np.random.default_rng(3)
     a = rng.integers(0, 256, (13, 14)).astype(np.float64)
-    b = np.clip(a + rng.normal(0, 30, a.shape), 0, 255).astype(np.uint8).astype(np.float64)
+    b = np.clip(a + rng.normal(0, 60, a.shape), 0, 255).astype(np.uint8).astype(np.float64)
     x = np.arange(11) - 5.0
     g = np.exp(-(x**2) / (2 * 1.5**2))
     w = np.outer(g, g) / np.outer(g, g).sum()
@@ -246,7 +257,7 @@ def test_ssim_matches_direct_loop():
             cov = (w * (pa - ma) * (pb - mb)).sum()
             values.append(((2 * ma * mb + c1) * (2 * cov + c2)) / ((ma**2 + mb**2 + c1) * (va + vb + c2)))
     expected = float(np.mean(values))
-    assert 0.0 < expected < 0.9
+    assert 0.2 < expected < 0.9
     assert codec.ssim(a.astype(np.uint8), b.astype(np.uint8)) == pytest.approx(expected, rel=1e-9)
 
 
@@ -258,3 +269,10 @@ def test_pillow_baselines():
     size, decoded = codec.webp_bytes(np.repeat(img, 3, axis=0), 75)
     assert size > 20 and decoded.shape == (3, 16, 16)
     assert codec.png_size(img) > 100
+
+
+def test_crafted_huge_count_is_refused(source):
+    zero = BitAllocation(bits=[0] * 4, low=[0] * 4, high=[0] * 4)
+    data = codec.build_file(source.fingerprint(), source.image_shape, 2**32 - 1, 50, zero, b"")
+    with pytest.raises(CodecError, match="too many"):
+        codec.decompress(source, data)

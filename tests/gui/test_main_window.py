@@ -231,3 +231,11 @@ def test_opened_checkpoint_feeds_the_explorer(qtbot, window, tmp_path):
     window.tabs.setCurrentWidget(window.traversalView)
     assert window.traversalView.source().step == 4 and len(window.traversalView.row_dims()) == 3
     window.traversalView.shutdown()
+
+
+def test_compress_tab_uses_the_opened_checkpoint(qtbot, window, tmp_path):
+    trainer = Trainer(TrainConfig(latent_dim=3, batch_size=8, steps=2, device="cpu"), run_dir=tmp_path / "r")
+    list(trainer.steps())
+    window.open_checkpoint(tmp_path / "r" / "checkpoint.pt")
+    window.tabs.setCurrentWidget(window.codecView)
+    assert window.codecView.numbers()["bytes"] > 0
