@@ -38,7 +38,7 @@ def main() -> int:
         "--beta-after", type=float, default=4.0, help="β set mid-run, to show the marker and its effect"
     )
     parser.add_argument("--beta-change-at", type=int, default=600)
-    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("screenshot-training.png"))
     args = parser.parse_args()
     app = QApplication(sys.argv)

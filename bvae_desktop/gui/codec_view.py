@@ -256,6 +256,8 @@ class CodecView(QWidget):
             "png_bytes": png,
             "jpeg_bytes": jpeg_size,
             "webp_bytes": webp_size,
+            "ratio_jpeg": jpeg_size / size,
+            "ratio_webp": webp_size / size,
             "psnr": ours_psnr,
             "ssim": codec.ssim(image, decoded),
             "jpeg_psnr": codec.psnr(image, _chw(jpeg_img, image.shape)),
@@ -269,8 +271,10 @@ class CodecView(QWidget):
             f"<tr><td>bits per pixel</td><td>{n['bpp']:.3f} (payload {n['payload_bpp']:.3f})</td></tr>"
             f"<tr><td>ratio</td><td>{n['ratio_raw']:.1f}× raw ({raw:,} B) · {n['ratio_png']:.1f}× PNG ({png:,} B)</td></tr>"
             f"<tr><td>PSNR · SSIM</td><td>{_db(ours_psnr)} · {n['ssim']:.3f}</td></tr>"
-            f"<tr><td>JPEG q{quality}</td><td>{jpeg_size:,} bytes · {_db(n['jpeg_psnr'])}</td></tr>"
-            f"<tr><td>WebP q{quality}</td><td>{webp_size:,} bytes · {_db(n['webp_psnr'])}</td></tr>"
+            f"<tr><td>JPEG q{quality}</td><td>{jpeg_size:,} bytes ({jpeg_size / size:.1f}× ours) · "
+            f"{_db(n['jpeg_psnr'])}</td></tr>"
+            f"<tr><td>WebP q{quality}</td><td>{webp_size:,} bytes ({webp_size / size:.1f}× ours) · "
+            f"{_db(n['webp_psnr'])}</td></tr>"
             "</table>"
         )
 

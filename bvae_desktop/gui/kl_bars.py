@@ -50,7 +50,8 @@ class KlBarView(QWidget):
         plot.hideButtons()
         # let the first and last names reach a few pixels past the axis ends instead of vanishing
         plot.getAxis("bottom").setStyle(hideOverlappingLabels=12)
-        plot.getAxis("bottom").enableAutoSIPrefix(False)  # the x axis counts dimensions: no "(x0.001)"
+        for side in ("bottom", "left"):  # dimensions and nats: no "(x0.001)" rescaling of the units
+            plot.getAxis(side).enableAutoSIPrefix(False)
 
         self.bars = pg.BarGraphItem(x=np.zeros(0), height=np.zeros(0), width=0.8, pen=pg.mkPen(None))
         plot.addItem(self.bars)

@@ -31,7 +31,8 @@ def test_shows_original_reconstruction_and_difference_with_numbers(view):
     assert numbers["bytes"] == len(view.compressed())
     assert numbers["bpp"] == pytest.approx(numbers["bytes"] * 8 / (64 * 64))
     assert numbers["ratio_raw"] == pytest.approx(64 * 64 / numbers["bytes"])
-    for key in ("psnr", "ssim", "jpeg_bytes", "webp_bytes", "png_bytes", "jpeg_psnr", "webp_psnr"):
+    assert numbers["ratio_jpeg"] == pytest.approx(numbers["jpeg_bytes"] / numbers["bytes"])
+    for key in ("psnr", "ssim", "jpeg_bytes", "webp_bytes", "png_bytes", "jpeg_psnr", "webp_psnr", "ratio_webp"):
         assert key in numbers
     assert "bits per pixel" in view.numbersLabel.text()
 
