@@ -32,12 +32,12 @@ def wait_until(app: QApplication, condition, timeout_s: float) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--steps", type=int, default=900)
+    parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--beta", type=float, default=1.0, help="β at the start")
     parser.add_argument(
         "--beta-after", type=float, default=4.0, help="β set mid-run, to show the marker and its effect"
     )
-    parser.add_argument("--beta-change-at", type=int, default=600)
+    parser.add_argument("--beta-change-at", type=int, default=1150)
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("screenshot-training.png"))
     args = parser.parse_args()
