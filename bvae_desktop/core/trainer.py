@@ -152,7 +152,7 @@ class Trainer:
         self._open_log()  # steps() may be called again after a TrainingError: the model is still good
         try:
             while self.step < config.steps and not self._stop.is_set():
-                if self._pause.is_set() and not self._wait_while_paused():
+                if self._pause.is_set() and not self.wait_while_paused():
                     break
                 beta_changed = self._apply_pending_beta()
                 terms = self._train_step()
@@ -177,7 +177,7 @@ class Trainer:
             self.log.close()
             self.log = None
 
-    def _wait_while_paused(self) -> bool:
+    def wait_while_paused(self) -> bool:
         """Block until resume (True) or stop (False); checks stop every 50 ms."""
         if self.log is not None:
             self.log.flush()  # readers see every row up to the pause

@@ -155,7 +155,7 @@ class TrainingWorker(QObject):
                 trainer.pause()
                 self._paused.set()
                 self.halted.emit(str(exc))
-                if not trainer._wait_while_paused() or self._stop.is_set():
+                if not trainer.wait_while_paused() or self._stop.is_set():
                     return
 
     def _loop(self, trainer: Trainer, sample_indices: np.ndarray) -> None:

@@ -96,7 +96,7 @@ def test_pause_holds_steps_until_resume_and_stop_ends_the_run(tmp_path):
     thread = threading.Thread(target=run)
     thread.start()
     assert paused_at.wait(10)
-    # While paused the worker sits in _wait_while_paused: the count cannot move.
+    # While paused the worker sits in wait_while_paused: the count cannot move.
     count = len(seen)
     proceed.wait(0.2)
     assert len(seen) == count == 3
