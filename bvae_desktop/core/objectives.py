@@ -52,6 +52,15 @@ def capacity_at(step: int, c_max: float, c_steps: int) -> float:
     return float(c_max) * min(1.0, max(0, step) / float(c_steps))
 
 
+def _terms(
+    output: torch.Tensor, target: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor, reconstruction: str
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(reconstruction, KL per dimension, total KL): what every objective weighs differently."""
+    recon = reconstruction_loss(output, target, reconstruction)
+    kl_dims = kl_per_dimension(mean, logvar)
+    return recon, kl_dims, kl_dims.sum()
+
+
 class BetaHLoss:
     """Higgins et al. (2017): recon + β·KL. β = 1 is the traditional VAE."""
 
@@ -64,9 +73,7 @@ class BetaHLoss:
     def __call__(
         self, output: torch.Tensor, target: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor, step: int
     ) -> LossTerms:
-        recon = reconstruction_loss(output, target, self.reconstruction)
-        kl_dims = kl_per_dimension(mean, logvar)
-        kl = kl_dims.sum()
+        recon, kl_dims, kl = _terms(output, target, mean, logvar, self.reconstruction)
         return LossTerms(recon + self.beta * kl, recon, kl, kl_dims, self.beta)
 
 
@@ -93,9 +100,7 @@ class BetaBLoss:
     def __call__(
         self, output: torch.Tensor, target: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor, step: int
     ) -> LossTerms:
-        recon = reconstruction_loss(output, target, self.reconstruction)
-        kl_dims = kl_per_dimension(mean, logvar)
-        kl = kl_dims.sum()
+        recon, kl_dims, kl = _terms(output, target, mean, logvar, self.reconstruction)
         capacity = capacity_at(step, self.c_max, self.c_steps)
         total = recon + self.beta * (kl - capacity).abs()
         return LossTerms(total, recon, kl, kl_dims, self.beta, capacity)
