@@ -77,6 +77,7 @@ class CodecView(QWidget):
         self.rdButton.clicked.connect(self.compute_rd)
         self.numbersLabel = QLabel(objectName="codecNumbersLabel")
         self.numbersLabel.setTextFormat(Qt.TextFormat.RichText)
+        self.numbersLabel.setWordWrap(True)  # the allocation line is long: wrap rather than widen the window
         self.numbersLabel.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
         self.statusLabel = QLabel(objectName="codecStatusLabel", wordWrap=True)
         self.rdPlot = pg.PlotWidget()
@@ -267,7 +268,7 @@ class CodecView(QWidget):
         self.qualityLabel.setText(f"quality {quality}")
         self.numbersLabel.setText(
             "<table cellspacing=4>"
-            f"<tr><td><b>β-VAE codec</b></td><td>{size:,} bytes (payload {payload} B, {alloc.describe()})</td></tr>"
+            f"<tr><td><b>β-VAE codec</b></td><td>{size:,} bytes (payload {payload} B; {int((alloc.bits > 0).sum())} of {alloc.latent_dim} dims coded, {alloc.bits_per_image} bits/image)</td></tr>"
             f"<tr><td>bits per pixel</td><td>{n['bpp']:.3f} (payload {n['payload_bpp']:.3f})</td></tr>"
             f"<tr><td>ratio</td><td>{n['ratio_raw']:.1f}× raw ({raw:,} B) · {n['ratio_png']:.1f}× PNG ({png:,} B)</td></tr>"
             f"<tr><td>PSNR · SSIM</td><td>{_db(ours_psnr)} · {n['ssim']:.3f}</td></tr>"
