@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH := torch==2.13.0
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench clean bundle bundle-test
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,19 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(VENV)/bin/ruff check bvae_desktop tests benchmarks
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q
+
+# The Linux app (dist/bvae-desktop/) and its installable tarball (dist/bvae-desktop-VERSION-linux-ARCH.tar.gz);
+# Windows and macOS: packaging/README.md. bundle-test installs the tarball in a temp prefix, runs the installed
+# app's --self-test and uninstalls it.
+$(VENV)/.bundle-installed: $(VENV)/.installed
+	$(PY) -m pip install --quiet -e '.[bundle]'
+	touch $@
+
+bundle: $(VENV)/.bundle-installed
+	PY=$(PY) bash packaging/linux/build.sh
+
+bundle-test:
+	bash packaging/linux/test_install.sh
 
 bench: $(VENV)/.installed
 	$(PY) benchmarks/train_throughput.py
