@@ -3,7 +3,7 @@
 It runs what a first launch runs, offscreen: builds the main window (About must name this version),
 trains a few steps on procedural dSprites through the window's own worker thread, encodes and decodes
 one image with the checkpoint that run wrote, compresses it to a .bvz file and decompresses it. Every
-file it writes (settings, the run folder, caches of Qt and fontconfig) goes into one temporary folder
+file it writes (settings, the run folder, Qt's, fontconfig's and torch's caches) goes into one temporary folder
 that is removed at the end. It prints a summary and returns 0, or names the step that failed and why
 and returns 1, so an installer test or CI reads the exit code.
 
@@ -29,15 +29,6 @@ STEPS = ("window", "train", "encode", "compress", "close")
 FAIL_ENV = "BVAE_SELFTEST_FAIL"
 TRAIN_STEPS = 12
 TRAIN_TIMEOUT_S = 300.0  # a slow first start (cold disk, antivirus scanning the bundle) takes long
-
-
-class StepFailed(Exception):
-    """One step of the self-test did not do what it should."""
-
-    def __init__(self, step: str, reason: str) -> None:
-        super().__init__(f"{step}: {reason}")
-        self.step = step
-        self.reason = reason
 
 
 @contextlib.contextmanager
