@@ -14,6 +14,7 @@ from typing import Any
 from bvae_desktop import __version__
 from bvae_desktop.cli_codec import add_codec_parsers
 from bvae_desktop.cli_evaluate import add_evaluate_parser
+from bvae_desktop.cli_experiments import add_experiment_parsers
 from bvae_desktop.cli_traverse import add_traverse_parser
 from bvae_desktop.core.config import (
     DATASETS,
@@ -96,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_traverse_parser(commands)
     add_evaluate_parser(commands)
     add_codec_parsers(commands)
+    add_experiment_parsers(commands)
     return parser
 
 

@@ -368,7 +368,12 @@ class Trainer:
         except (RuntimeError, ValueError, KeyError) as exc:
             raise CheckpointError(f"{where}: does not fit this model ({str(exc).splitlines()[0]})") from None
         if "generator" in checkpoint.rng_state:
-            self.generator.set_state(checkpoint.rng_state["generator"].to(torch.uint8))
+            try:
+                self.generator.set_state(checkpoint.rng_state["generator"].to(torch.uint8))
+            except RuntimeError:
+                # saved on another kind of device (a CUDA generator's state does not fit the CPU's):
+                # continue with a stream seeded from the run's seed and step, still reproducible
+                self.generator.manual_seed(self.config.seed * 1_000_003 + checkpoint.step)
         self.objective.beta = checkpoint.beta
         self.step = checkpoint.step
         self._last_saved_step = checkpoint.step

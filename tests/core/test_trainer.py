@@ -161,3 +161,16 @@ def test_after_a_non_finite_loss_steps_can_go_on_from_the_good_model(tmp_path):
     rest = [event.step for event in trainer.steps()]
     assert rest == list(range(5, 11))
     assert list(read_runlog(tmp_path / "runlog.h5").train["step"]) == list(range(1, 11))
+
+
+def test_a_checkpoint_from_another_device_kind_resumes(tmp_path):
+    """A GPU run continued on a CPU: the CUDA generator's state does not fit the CPU's, the weights do."""
+    first = Trainer(small_config(steps=6), dataset=squares(), run_dir=tmp_path / "a")
+    list(first.steps())
+    checkpoint = load_checkpoint(tmp_path / "a" / "checkpoint.pt")
+    checkpoint.rng_state["generator"] = torch.zeros(16, dtype=torch.uint8)  # the size a CUDA state has
+    resumed = Trainer(small_config(steps=10), dataset=squares(), run_dir=tmp_path / "a", resume=checkpoint)
+    assert resumed.step == 6
+    for name, tensor in first.model.state_dict().items():
+        assert torch.equal(tensor, resumed.model.state_dict()[name])
+    assert [e.step for e in resumed.steps()] == [7, 8, 9, 10]

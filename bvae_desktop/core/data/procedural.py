@@ -134,6 +134,7 @@ class ProceduralDSprites(ImageSet):
         self.supersample = int(supersample)
         self.factors = dsprites_factors()
         self._values: dict[torch.device, list[torch.Tensor]] = {}
+        self._render_device: torch.device | None = None
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -152,7 +153,15 @@ class ProceduralDSprites(ImageSet):
             self._values[device] = [torch.as_tensor(v, dtype=torch.float32, device=device) for v in self.factors.values]
         return self._values[device]
 
+    def to(self, device: torch.device | str) -> ProceduralDSprites:
+        """Render on `device` from now on, even for batches asked for elsewhere: a GPU draws far faster."""
+        device = torch.device(device)
+        self._render_device = device if device.type != "cpu" else None
+        return self
+
     def _batch(self, indices: torch.Tensor, device: torch.device) -> torch.Tensor:
+        if self._render_device is not None and device != self._render_device:
+            return self._batch(indices, self._render_device).to(device)
         idx = indices.to(device=device, dtype=torch.int64)
         tables = self._value_tables(device)
         values = []

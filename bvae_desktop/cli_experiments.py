@@ -1,0 +1,252 @@
+"""`bvae sweep`, `bvae compare` and `bvae report`: the study's experiments from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from bvae_desktop.cli_evaluate import METRIC_NAMES, apply_settings
+from bvae_desktop.core.config import DATASETS, RECONSTRUCTIONS, TrainConfig
+from bvae_desktop.core.errors import ConfigError
+
+DEFAULT_BETAS_TEXT = "0.001,0.01,0.1,1,2,4,8,16"
+# flag -> TrainConfig field: what every run of an experiment shares
+_SHARED_FLAGS = {
+    "dataset": "dataset",
+    "data": "data_path",
+    "latent_dim": "latent_dim",
+    "lr": "lr",
+    "batch_size": "batch_size",
+    "steps": "steps",
+    "val_every": "val_every",
+    "checkpoint_every": "checkpoint_every",
+    "device": "device",
+    "reconstruction": "reconstruction",
+    "bf16": "bf16",
+}
+
+
+def add_experiment_parsers(commands: Any) -> None:
+    sweep = commands.add_parser(
+        "sweep",
+        help="train and score a β-VAE for each β and seed",
+        description="A β sweep: one β-VAE per β × seed, each scored with the metrics; results (HDF5 + JSON) and "
+        "an HTML report in --out. Run it again on the same folder to continue: finished runs are kept.",
+    )
+    sweep.add_argument(
+        "--betas", default=DEFAULT_BETAS_TEXT, help=f"comma-separated β values (default {DEFAULT_BETAS_TEXT})"
+    )
+    _add_common(sweep)
+    sweep.set_defaults(handler=cmd_experiment, kind="sweep")
+
+    compare = commands.add_parser(
+        "compare",
+        help="train a VAE and a β-VAE alike and compare them",
+        description="A VAE (β = 1) against a β-VAE with the same data, seeds, steps and network; one table "
+        "(reconstruction, KL, every metric), overlaid curves and an HTML report in --out.",
+    )
+    compare.add_argument("--beta", type=float, default=4.0, help="β of the β-VAE (default 4, Higgins on dSprites)")
+    _add_common(compare)
+    compare.set_defaults(handler=cmd_experiment, kind="compare")
+
+    resume = commands.add_parser(
+        "resume",
+        help="continue a stopped sweep or comparison",
+        description="Continue the experiment in FOLDER with its saved settings: finished runs are kept, unfinished "
+        "ones continue from their checkpoints.",
+    )
+    resume.add_argument("folder", type=Path)
+    resume.add_argument("--workers", type=int, help="runs at once (default: as saved)")
+    resume.add_argument("--quiet", action="store_true", help="only start, finish and failure lines")
+    resume.set_defaults(handler=cmd_resume)
+
+    report = commands.add_parser("report", help="rewrite an experiment folder's results and report")
+    report.add_argument("folder", type=Path)
+    report.set_defaults(handler=cmd_report)
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, required=True, help="experiment folder (created, or continued)")
+    parser.add_argument("--seeds", default="0", help="comma-separated seeds, or a count like 3x (= 0,1,2); default 0")
+    parser.add_argument("--dataset", choices=DATASETS, help="data source (default dsprites-procedural, built in)")
+    parser.add_argument("--data", help="file or folder for file-based sources")
+    parser.add_argument("--steps", type=int, help="training steps per run (default 1000)")
+    parser.add_argument("--batch-size", type=int, help="images per step (default 64)")
+    parser.add_argument("--lr", type=float, help="Adam learning rate (default 5e-4)")
+    parser.add_argument("--latent-dim", type=int, help="latent dimensions (default 10)")
+    parser.add_argument("--val-every", type=int, help="validate every N steps")
+    parser.add_argument("--checkpoint-every", type=int, help="write a checkpoint every N steps")
+    parser.add_argument("--device", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
+    parser.add_argument(
+        "--reconstruction", choices=RECONSTRUCTIONS, help="auto: Bernoulli for grey, Gaussian for colour"
+    )
+    parser.add_argument("--no-bf16", dest="bf16", action="store_const", const=False, help="no bf16 autocast on CUDA")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="runs at once, in worker processes (default 1: in this process)"
+    )
+    parser.add_argument(
+        "--metrics", default="all", help=f"'all', 'none' or a comma-separated list of: {', '.join(METRIC_NAMES)}"
+    )
+    parser.add_argument(
+        "--metric-scale",
+        type=int,
+        default=1,
+        metavar="N",
+        help="every metric sample count / N (default 1: published counts)",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="the same as --metric-scale 10: a fast look, not comparable"
+    )
+    parser.add_argument("--metric-seed", type=int, default=0, help="seed of the metrics' sampling (default 0)")
+    parser.add_argument(
+        "--set",
+        dest="settings",
+        action="append",
+        default=[],
+        metavar="[METRIC.]NAME=VALUE",
+        help="override a metric setting, e.g. dci.n_estimators=20 (repeatable)",
+    )
+    parser.add_argument("--quiet", action="store_true", help="only start, finish and failure lines")
+
+
+def parse_floats(text: str, what: str) -> list[float]:
+    try:
+        values = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ConfigError(f"{what} must be comma-separated numbers; got {text!r}") from None
+    if not values:
+        raise ConfigError(f"give at least one value for {what}")
+    return values
+
+
+def parse_seeds(text: str) -> list[int]:
+    text = text.strip()
+    if text.endswith("x") and text[:-1].isdigit():
+        return list(range(int(text[:-1])))
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ConfigError(f"--seeds must be comma-separated integers or a count like 3x; got {text!r}") from None
+
+
+def spec_from_args(args: argparse.Namespace) -> Any:
+    from bvae_desktop.core.experiment_run import MetricPlan
+    from bvae_desktop.core.experiments import ExperimentSpec
+    from bvae_desktop.core.metrics import metric_names
+
+    values = TrainConfig().to_dict()
+    for flag, field_name in _SHARED_FLAGS.items():
+        value = getattr(args, flag, None)
+        if value is not None:
+            values[field_name] = value
+    base = TrainConfig.from_dict(values, source="command line")
+    names = [] if args.metrics.strip() == "none" else metric_names(args.metrics)
+    overrides: dict[str, Any] = {}
+    apply_settings(overrides, args.settings, names)
+    divisor = 10 if args.quick and args.metric_scale == 1 else args.metric_scale
+    plan = MetricPlan(names=names, divisor=divisor, seed=args.metric_seed, overrides=overrides)
+    seeds = parse_seeds(args.seeds)
+    if args.kind == "compare":
+        return ExperimentSpec.compare(base, args.beta, seeds=seeds, metrics=plan, workers=args.workers)
+    return ExperimentSpec.sweep(
+        base, parse_floats(args.betas, "--betas"), seeds=seeds, metrics=plan, workers=args.workers
+    )
+
+
+def cmd_experiment(args: argparse.Namespace) -> int:
+    from bvae_desktop.core.experiments import Experiment
+
+    return _run(Experiment(args.out, spec_from_args(args)), args.out, quiet=args.quiet)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from bvae_desktop.core.experiments import Experiment, load_spec
+
+    spec = load_spec(args.folder)
+    if args.workers is not None:
+        spec.workers = args.workers
+    return _run(Experiment(args.folder, spec.validate()), args.folder, quiet=args.quiet)
+
+
+def _run(experiment: Any, folder: Path, *, quiet: bool) -> int:
+    spec = experiment.spec
+    print(f"{spec.kind}: {len(experiment.runs)} runs in {folder} ({spec.workers} at a time)", file=sys.stderr)
+    printer = _EventPrinter(quiet=quiet)
+    previous = signal.signal(signal.SIGINT, _stop_on_interrupt(experiment))
+    try:
+        complete = experiment.run(printer)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    print(f"report: {Path(folder) / 'report.html'}", file=sys.stderr)
+    if experiment.stopping:
+        print(f"stopped; continue with: bvae resume {folder}", file=sys.stderr)
+        return 130
+    return 0 if complete else 1
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from bvae_desktop.core.experiment_results import finished_results
+    from bvae_desktop.core.experiments import Experiment
+
+    experiment = Experiment(args.folder)
+    experiment.publish()
+    done = len(finished_results(experiment))
+    print(f"{done} of {len(experiment.runs)} runs finished; wrote {args.folder / 'report.html'}", file=sys.stderr)
+    return 0
+
+
+def _stop_on_interrupt(experiment: Any) -> Any:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if experiment.stopping:
+            raise KeyboardInterrupt
+        print("\nstopping: the runs in progress keep their checkpoints (Ctrl-C again to abort)...", file=sys.stderr)
+        experiment.stop()
+
+    return handler
+
+
+class _EventPrinter:
+    """One line per run start/finish/failure; step progress every few seconds unless quiet."""
+
+    def __init__(self, *, quiet: bool) -> None:
+        self.quiet = quiet
+        self.interval = 2.0 if sys.stderr.isatty() else 10.0
+        self.last: dict[str, float] = {}
+
+    def __call__(self, event: Any) -> None:
+        from bvae_desktop.core.experiment_results import headline
+
+        kind, name = event.kind, event.run
+        if kind == "step":
+            now = time.monotonic()
+            if self.quiet or now - self.last.get(name, 0.0) < self.interval:
+                return
+            self.last[name] = now
+            info = event.info
+            print(
+                f"  {name}: step {info['step']:,}/{info['total']:,}  recon {info['recon']:.1f}  KL {info['kl']:.2f}  "
+                f"{info['images_per_s']:.0f} img/s",
+                file=sys.stderr,
+            )
+        elif kind == "metric" and not self.quiet:
+            print(f"  {name}: scoring {event.info['name']}", file=sys.stderr)
+        elif kind in ("skipped", "finished"):
+            row = headline(event.result or {})
+            verb = "already finished" if kind == "skipped" else "finished"
+            print(
+                f"{name}: {verb}; recon {row['recon']:.2f}, KL {row['kl']:.2f}, β-VAE metric {row['beta_vae']:.3f}, "
+                f"MIG {row['mig']:.3f}",
+                file=sys.stderr,
+            )
+        elif kind == "started":
+            print(f"{name}: started", file=sys.stderr)
+        elif kind in ("failed", "stopped"):
+            print(f"{name}: {kind}: {event.info.get('message', '')}", file=sys.stderr)
+        elif kind == "done":
+            info = event.info
+            print(f"{info['finished']} of {info['total']} runs finished", file=sys.stderr)

@@ -1,0 +1,277 @@
+"""One run of an experiment: train (or continue) it, then score it; the same code in-process and in workers.
+
+A run is finished when its `result.json` exists: it is written last, atomically, so a run stopped
+at any moment either has a complete result or none (and continues from its checkpoint next time).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from bvae_desktop.core.atomic import atomic_write_text
+from bvae_desktop.core.checkpoint import load_checkpoint
+from bvae_desktop.core.config import TrainConfig
+from bvae_desktop.core.data.imageset import ImageSet
+from bvae_desktop.core.device import device_label
+from bvae_desktop.core.errors import CheckpointError
+from bvae_desktop.core.metrics import SUPERVISED, evaluate, scaled_counts
+from bvae_desktop.core.trainer import CHECKPOINT_NAME, Trainer
+
+RESULT_NAME = "result.json"
+RESULT_FORMAT = 1
+_TRAIN_TAIL = 100  # steps averaged for the "train" numbers: one step is too noisy to tabulate
+
+
+class RunStopped(Exception):
+    """The experiment was asked to stop while this run was training or being scored."""
+
+
+@dataclass
+class RunSpec:
+    """One point of a comparison or sweep: a name (its folder), a label for people, its config."""
+
+    name: str
+    label: str
+    config: TrainConfig
+    group: str = ""  # what runs with other seeds share: "β=4" or "VAE"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "label": self.label, "group": self.group, "config": self.config.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunSpec:
+        return cls(
+            name=data["name"],
+            label=data["label"],
+            group=data.get("group", ""),
+            config=TrainConfig.from_dict(data["config"], source=f"run {data['name']}"),
+        )
+
+
+@dataclass
+class MetricPlan:
+    """Which metrics score each run, with which counts: `divisor` 1 is disentanglement_lib's counts."""
+
+    names: list[str] = field(default_factory=lambda: ["beta_vae", "factor_vae", "mig", "dci", "sap", "unsupervised"])
+    divisor: int = 1
+    seed: int = 0
+    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def keyword_arguments(self) -> dict[str, dict[str, Any]]:
+        """Per-metric settings for `metrics.evaluate`: scaled counts, then explicit overrides."""
+        kwargs: dict[str, dict[str, Any]] = {}
+        for name in self.names:
+            counts = scaled_counts(name, self.divisor) if self.divisor > 1 else {}
+            kwargs[name] = {**counts, **self.overrides.get(name, {})}
+        return kwargs
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"names": list(self.names), "divisor": self.divisor, "seed": self.seed, "overrides": self.overrides}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MetricPlan:
+        return cls(
+            names=list(data.get("names", [])),
+            divisor=int(data.get("divisor", 1)),
+            seed=int(data.get("seed", 0)),
+            overrides=dict(data.get("overrides", {})),
+        )
+
+
+Progress = Callable[[str, dict[str, Any]], None]
+"""progress(kind, info): kind "step" (info: step, total, loss, recon, kl) or "metric" (info: name)."""
+
+
+def read_result(run_dir: Path) -> dict[str, Any] | None:
+    """The run's finished result, or None when it has none (or an unreadable one: it runs again)."""
+    path = run_dir / RESULT_NAME
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if not isinstance(data, dict) or data.get("format") != RESULT_FORMAT or data.get("status") != "finished":
+        return None
+    return data
+
+
+def execute_run(
+    run: RunSpec,
+    run_dir: Path,
+    plan: MetricPlan,
+    *,
+    dataset: ImageSet | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+    progress: Progress | None = None,
+    progress_every: float = 0.25,
+) -> dict[str, Any]:
+    """Train `run` in `run_dir` (continuing its checkpoint if any), score it, write and return its result.
+
+    Raises RunStopped when `should_stop()` turns true; the checkpoint then holds the last step.
+    """
+    run_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint_path = run_dir / CHECKPOINT_NAME
+    resume = None
+    if checkpoint_path.exists():
+        try:
+            resume = load_checkpoint(checkpoint_path)
+        except CheckpointError:
+            resume = None  # a damaged partial run starts over rather than blocking the sweep
+    trainer = Trainer(run.config, dataset=dataset, run_dir=run_dir, resume=resume)
+    started = time.perf_counter()
+    start_step = trainer.step
+    tail: list[tuple[float, float, float]] = []
+    last_report = 0.0
+    kl_per_dim: tuple[float, ...] = ()
+    for event in trainer.steps():
+        tail.append((event.loss, event.recon, event.kl))
+        del tail[:-_TRAIN_TAIL]
+        kl_per_dim = event.kl_per_dim
+        if should_stop():
+            trainer.stop()
+        now = time.perf_counter()
+        if progress is not None and (now - last_report >= progress_every or event.done):
+            last_report = now
+            progress("step", _step_info(event))
+    if trainer.step < run.config.steps:
+        raise RunStopped(f"{run.name} stopped at step {trainer.step:,} of {run.config.steps:,}")
+    train_seconds = time.perf_counter() - started
+    validation = trainer.validate()
+    if not kl_per_dim:
+        kl_per_dim = tuple(_kl_per_dim_on_validation(trainer))
+    scored_at = time.perf_counter()
+    metrics = score_trainer(trainer, plan, should_stop=should_stop, progress=progress)
+    result = {
+        "format": RESULT_FORMAT,
+        "status": "finished",
+        "name": run.name,
+        "label": run.label,
+        "group": run.group,
+        "objective": run.config.objective,
+        "beta": trainer.beta,
+        "beta_norm": trainer.beta_norm,
+        "seed": run.config.seed,
+        "steps": trainer.step,
+        "device": device_label(trainer.device),
+        "train": _tail_means(tail),
+        "validation": {k: float(v) for k, v in validation.items()},
+        "kl_per_dim": [float(v) for v in kl_per_dim],
+        "metrics": metrics,
+        "metric_plan": plan.to_dict(),
+        "seconds": {
+            "train": round(train_seconds, 2),
+            "metrics": round(time.perf_counter() - scored_at, 2),
+            "trained_steps_this_session": trainer.step - start_step,
+        },
+    }
+    atomic_write_text(run_dir / RESULT_NAME, json.dumps(result, indent=2, default=_json_default) + "\n")
+    return result
+
+
+def score_trainer(
+    trainer: Trainer,
+    plan: MetricPlan,
+    *,
+    should_stop: Callable[[], bool] = lambda: False,
+    progress: Progress | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Every planned metric on the trained encoder's means, on the trainer's device (the model is idle now)."""
+    model = trainer.model.eval()
+    device = trainer.device
+    data = trainer.dataset
+
+    @torch.no_grad()
+    def stats(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        x = torch.as_tensor(images).to(device).float().div_(255.0)
+        mean, logvar = model.encode(x)
+        return mean.float().cpu().numpy(), logvar.float().cpu().numpy()
+
+    @torch.no_grad()
+    def reconstruct(images: np.ndarray) -> np.ndarray:
+        x = torch.as_tensor(images).to(device).float().div_(255.0)
+        mean, _ = model.encode(x)
+        out = torch.sigmoid(model.decode(mean).float()).mul_(255).round_().to(torch.uint8)
+        return out.cpu().contiguous().numpy()
+
+    def on_metric(name: str) -> None:
+        if should_stop():
+            raise RunStopped(f"stopped before the {name} metric")
+        if progress is not None:
+            progress("metric", {"name": name})
+
+    names = [n for n in plan.names if n not in SUPERVISED or data.factors is not None]
+    skipped = {
+        n: {"skipped": f"needs ground-truth factors; {data.name} has none"} for n in plan.names if n not in names
+    }
+    if not names:
+        return skipped
+    # on a GPU, big batches amortise the launches of rendering and encoding many small images
+    batch = {"represent_batch": 4096} if device.type == "cuda" else {}
+    results = evaluate(
+        data,
+        lambda images: stats(images)[0],
+        names,
+        seed=plan.seed,
+        progress=on_metric,
+        represent_stats=stats,
+        reconstruct=reconstruct,
+        indices=trainer.val_indices,
+        **batch,
+        **plan.keyword_arguments(),
+    )
+    return {**results, **skipped}
+
+
+def _step_info(event: Any) -> dict[str, Any]:
+    return {
+        "step": event.step,
+        "total": event.total_steps,
+        "loss": event.loss,
+        "recon": event.recon,
+        "kl": event.kl,
+        "images_per_s": event.images_per_s,
+    }
+
+
+def _tail_means(tail: list[tuple[float, float, float]]) -> dict[str, float]:
+    if not tail:  # resumed at the last step: nothing trained this session
+        return {}
+    loss, recon, kl = np.asarray(tail, dtype=np.float64).mean(axis=0)
+    return {"loss": float(loss), "recon": float(recon), "kl": float(kl), "steps_averaged": len(tail)}
+
+
+@torch.no_grad()
+def _kl_per_dim_on_validation(trainer: Trainer) -> np.ndarray:
+    indices = torch.as_tensor(trainer.val_indices[: trainer.config.batch_size * trainer.config.val_batches])
+    x = trainer.dataset.batch(indices, trainer.device).float().div_(255.0)
+    mean, logvar = trainer.model.eval().encode(x)
+    kl = 0.5 * (mean.float().pow(2) + logvar.float().exp() - logvar.float() - 1.0)
+    return kl.mean(dim=0).cpu().numpy()
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")
+
+
+__all__ = [
+    "RESULT_NAME",
+    "MetricPlan",
+    "RunSpec",
+    "RunStopped",
+    "execute_run",
+    "read_result",
+    "score_trainer",
+]
