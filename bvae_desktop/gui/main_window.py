@@ -29,6 +29,7 @@ from bvae_desktop.core.errors import BvaeError
 from bvae_desktop.core.model_source import ModelSource
 from bvae_desktop.core.trainer import CHECKPOINT_NAME, RUNLOG_NAME
 from bvae_desktop.gui.codec_view import CodecView
+from bvae_desktop.gui.experiments_view import ExperimentsView
 from bvae_desktop.gui.kl_bars import KlBarView
 from bvae_desktop.gui.loss_plot import LossPlotView
 from bvae_desktop.gui.run_history import load_history_into
@@ -98,11 +99,15 @@ class MainWindow(QMainWindow):
         self.traversalView = TraversalView()
         self.scatterView = ScatterView()
         self.codecView = CodecView()
+        self.experimentsView = ExperimentsView(base_config=self.panel.config, runs_dir=lambda: self.settings.runs_dir)
+        self.experimentsView.openRunRequested.connect(self._on_open_experiment_run)
+        self.experimentsView.errorOccurred.connect(self.show_error)
         self.tabs = QTabWidget(objectName="viewTabs")
         self.tabs.addTab(training, "Training")
         self.tabs.addTab(self.traversalView, "Latent traversal")
         self.tabs.addTab(self.scatterView, "Latent scatter")
         self.tabs.addTab(self.codecView, "Compress")
+        self.tabs.addTab(self.experimentsView, "Experiments")
         self.tabs.currentChanged.connect(self._on_tab_changed)
         self.setCentralWidget(self.tabs)
         self.setStatusBar(QStatusBar(self))
@@ -449,8 +454,14 @@ class MainWindow(QMainWindow):
         QMessageBox.about(self, f"About {APP_NAME}", self.about_text())
 
     # ----- closing ---------------------------------------------------------------------------
+    def _on_open_experiment_run(self, checkpoint: Path) -> None:
+        """A run of an experiment, shown in the latent traversal like any opened checkpoint."""
+        if self.open_checkpoint(checkpoint) is not None:
+            self.tabs.setCurrentWidget(self.traversalView)
+
     def closeEvent(self, event: QCloseEvent) -> None:
         self.stop_training()
+        self.experimentsView.shutdown()
         self.traversalView.shutdown()
         self.scatterView.shutdown()
         self.settings.geometry = self.saveGeometry()
