@@ -194,6 +194,8 @@ class ExperimentsView(QWidget):
         self.plotChoice.currentIndexChanged.connect(self.refresh_plot)
         self.plot = pg.PlotWidget(objectName="experimentPlot")
         self.plot.showGrid(x=True, y=True, alpha=0.3)
+        for side in ("left", "bottom"):
+            self.plot.getAxis(side).enableAutoSIPrefix(False)  # "score (x0.001)" reads as a different score
         self.legend = self.plot.addLegend(offset=(-10, 10))
         plot_box = QWidget()
         plot_layout = QVBoxLayout(plot_box)

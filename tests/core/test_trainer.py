@@ -174,3 +174,16 @@ def test_a_checkpoint_from_another_device_kind_resumes(tmp_path):
     for name, tensor in first.model.state_dict().items():
         assert torch.equal(tensor, resumed.model.state_dict()[name])
     assert [e.step for e in resumed.steps()] == [7, 8, 9, 10]
+
+
+def test_validation_uses_a_seeded_sample_spread_over_the_split_not_its_first_images():
+    """On a factor grid the split's first indices are all one kind of image (dSprites: small squares)."""
+    from bvae_desktop.core.data import load_dataset
+
+    config = TrainConfig(steps=1, batch_size=16, val_batches=2, device="cpu")
+    trainer = Trainer(config, dataset=load_dataset("dsprites-procedural"))
+    sample = trainer._validation_sample()
+    assert len(sample) == 32 and set(sample) <= set(trainer.val_indices.tolist())
+    assert np.array_equal(sample, Trainer(config, dataset=load_dataset("dsprites-procedural"))._validation_sample())
+    classes = trainer.dataset.factors.classes_of(sample)
+    assert len(np.unique(classes[:, 1])) == 3 and len(np.unique(classes[:, 2])) >= 4  # shapes and scales mixed
