@@ -35,6 +35,14 @@ def add_evaluate_parser(commands: Any) -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="random seed of the metrics' sampling (default 0)")
     parser.add_argument("--data", help="file or folder of the training data, when it has moved")
     parser.add_argument("--quick", action="store_true", help="every sample count / 10: a fast look, not comparable")
+    add_settings_argument(parser)
+    parser.add_argument("--threads", type=int, help="CPU threads for torch")
+    parser.set_defaults(handler=cmd_evaluate)
+    return parser
+
+
+def add_settings_argument(parser: argparse.ArgumentParser) -> None:
+    """`--set [METRIC.]NAME=VALUE`, shared by every command that scores (read by `apply_settings`)."""
     parser.add_argument(
         "--set",
         dest="settings",
@@ -44,9 +52,6 @@ def add_evaluate_parser(commands: Any) -> argparse.ArgumentParser:
         help="override a metric setting, e.g. num_train=2000 (every metric taking it) or dci.n_estimators=20; "
         "repeatable, wins over --quick",
     )
-    parser.add_argument("--threads", type=int, help="CPU threads for torch")
-    parser.set_defaults(handler=cmd_evaluate)
-    return parser
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

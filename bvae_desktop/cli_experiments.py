@@ -10,7 +10,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bvae_desktop.cli_evaluate import METRIC_NAMES, apply_settings
+from bvae_desktop.cli_evaluate import METRIC_NAMES, add_settings_argument, apply_settings
 from bvae_desktop.core.config import DATASETS, RECONSTRUCTIONS, TrainConfig
 from bvae_desktop.core.errors import ConfigError
 
@@ -103,14 +103,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         "--quick", action="store_true", help="the same as --metric-scale 10: a fast look, not comparable"
     )
     parser.add_argument("--metric-seed", type=int, default=0, help="seed of the metrics' sampling (default 0)")
-    parser.add_argument(
-        "--set",
-        dest="settings",
-        action="append",
-        default=[],
-        metavar="[METRIC.]NAME=VALUE",
-        help="override a metric setting, e.g. dci.n_estimators=20 (repeatable)",
-    )
+    add_settings_argument(parser)
     parser.add_argument("--quiet", action="store_true", help="only start, finish and failure lines")
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 
 import torch
-from PySide6.QtCore import QObject, QThread, Signal
+from PySide6.QtCore import QObject, Signal
 
 from bvae_desktop.core.errors import BvaeError
 from bvae_desktop.core.experiments import Experiment, ExperimentEvent
@@ -53,13 +53,3 @@ class ExperimentWorker(QObject):
                 self.runProgress.emit(event.run, int(info["step"]), int(info["total"]))
         elif event.kind != "done":
             self.runEvent.emit(event)
-
-
-def start_experiment_worker(worker: ExperimentWorker) -> QThread:
-    thread = QThread()
-    thread.setObjectName("experimentThread")
-    worker.moveToThread(thread)
-    thread.started.connect(worker.run)
-    worker.finished.connect(thread.quit)
-    thread.start()
-    return thread

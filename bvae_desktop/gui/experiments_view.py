@@ -51,8 +51,9 @@ from bvae_desktop.core.experiments import (
     load_spec,
 )
 from bvae_desktop.core.trainer import CHECKPOINT_NAME
-from bvae_desktop.gui.experiment_worker import ExperimentWorker, start_experiment_worker
+from bvae_desktop.gui.experiment_worker import ExperimentWorker
 from bvae_desktop.gui.pg_setup import configure_pyqtgraph
+from bvae_desktop.gui.worker import start_worker
 
 TABLE_KEYS = ("recon", "kl", "active_units", "beta_vae", "factor_vae", "mig", "dci_disentanglement", "sap")
 _TITLES = {c.key: c.title for c in COLUMNS}
@@ -293,7 +294,7 @@ class ExperimentsView(QWidget):
         self.worker.runProgress.connect(self._on_run_progress)
         self.worker.failed.connect(lambda message: self.errorOccurred.emit("Experiment failed", message))
         self.worker.finished.connect(self._on_finished)
-        self.thread = start_experiment_worker(self.worker)
+        self.thread = start_worker(self.worker, "experimentThread")
         self.statusLabel.setText(f"running in {folder}")
         self._update_buttons()
         return True

@@ -211,10 +211,11 @@ class TrainingWorker(QObject):
         )
 
 
-def start_worker(worker: TrainingWorker) -> QThread:
-    """Move `worker` to a new QThread and start it; the thread quits when the worker finishes."""
+def start_worker(worker: QObject, name: str = "trainingThread") -> QThread:
+    """Move `worker` (a QObject with `run` and a `finished` signal) to a new QThread and start it;
+    the thread quits when the worker finishes."""
     thread = QThread()
-    thread.setObjectName("trainingThread")
+    thread.setObjectName(name)
     worker.moveToThread(thread)
     thread.started.connect(worker.run)
     worker.finished.connect(thread.quit)
