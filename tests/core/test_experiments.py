@@ -174,3 +174,20 @@ def test_parallel_workers_finish_every_run(tmp_path):
     started = [e.run for e in events if e.kind == "started"]
     assert sorted(started) == ["beta-1_seed-0", "beta-4_seed-0"]
     assert all(read_result(experiment.run_dir(r))["steps"] == 4 for r in experiment.runs)
+
+
+def test_charts_leave_out_what_a_log_axis_cannot_show_and_say_when_there_is_nothing():
+    from bvae_desktop.core.charts import LineChart, heatmap, text_for_font
+
+    chart = LineChart("MIG against β", "β (log)", "score", logx=True, ylim=(0, 1))
+    chart.add(
+        "MIG", [0.0, 0.1, 1.0, float("nan")], [0.5, 0.2, 0.4, 0.9], low=[0.4, 0.1, 0.3, 0.8], high=[0.6, 0.3, 0.5, 1.0]
+    )
+    image = chart.render(400, 300)
+    assert image.size == (400, 300)
+    pixels = np.asarray(image)
+    assert (pixels != 255).any(axis=2).sum() > 2000  # axes, ticks, a line and markers were drawn
+    empty = np.asarray(LineChart("nothing", "x", "y").render(200, 150))
+    assert empty.shape == (150, 200, 3)
+    assert heatmap("KL", np.array([[3.0, 1.0], [0.5, 0.0]]), ["β=1", "β=4"], "dimension").size[0] == 640
+    assert "β" in text_for_font("β", 12) or "beta" in text_for_font("β", 12)
