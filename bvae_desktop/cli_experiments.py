@@ -67,6 +67,11 @@ def add_experiment_parsers(commands: Any) -> None:
 
     report = commands.add_parser("report", help="rewrite an experiment folder's results and report")
     report.add_argument("folder", type=Path)
+    report.add_argument(
+        "--markdown",
+        action="store_true",
+        help="also print the summary (mean [min, max] over seeds) as a Markdown table",
+    )
     report.set_defaults(handler=cmd_report)
 
 
@@ -188,8 +193,14 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     experiment = Experiment(args.folder)
     experiment.publish()
-    done = len(finished_results(experiment))
-    print(f"{done} of {len(experiment.runs)} runs finished; wrote {args.folder / 'report.html'}", file=sys.stderr)
+    results = finished_results(experiment)
+    print(
+        f"{len(results)} of {len(experiment.runs)} runs finished; wrote {args.folder / 'report.html'}", file=sys.stderr
+    )
+    if args.markdown:
+        from bvae_desktop.core.experiment_results import markdown_summary, summarise
+
+        print(markdown_summary(summarise(results)))
     return 0
 
 

@@ -137,6 +137,26 @@ def summarise(results: list[dict[str, Any]]) -> list[GroupSummary]:
     return summaries
 
 
+def markdown_summary(summary: list[GroupSummary]) -> str:
+    """The per-β summary as a Markdown table (columns with no number anywhere left out), for READMEs and papers."""
+    keys = [c.key for c in COLUMNS if any(np.isfinite(s.mean[c.key]) for s in summary)]
+    titles = {c.key: c.title.replace("|", "\\|") for c in COLUMNS}  # "mean |μ|" would split its cell
+    lines = [
+        "| run | seeds | " + " | ".join(titles[k] for k in keys) + " |",
+        "|---|---:|" + "---:|" * len(keys),
+    ]
+    for s in summary:
+        cells = []
+        for k in keys:
+            mean, low, high = s.mean[k], s.low[k], s.high[k]
+            text = "–" if not np.isfinite(mean) else f"{mean:.3g}" if abs(mean) < 100 else f"{mean:.1f}"
+            if np.isfinite(low) and np.isfinite(high) and high > low:
+                text += f" [{low:.3g}, {high:.3g}]"
+            cells.append(text)
+        lines.append(f"| {s.group} | {len(s.seeds)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def finished_results(experiment: Experiment) -> list[dict[str, Any]]:
     return [r for r in experiment.results().values() if r is not None]
 

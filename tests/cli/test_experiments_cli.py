@@ -24,8 +24,13 @@ def test_sweep_then_resume_then_report(tmp_path, capsys):
     assert err.count("already finished") == 2 and "started" not in err
 
     (out / "report.html").unlink()
-    assert main(["report", str(out)]) == 0
-    assert "2 of 2 runs finished" in capsys.readouterr().err and (out / "report.html").exists()
+    assert main(["report", str(out), "--markdown"]) == 0
+    captured = capsys.readouterr()
+    assert "2 of 2 runs finished" in captured.err and (out / "report.html").exists()
+    table = captured.out.strip().splitlines()
+    assert table[0].startswith("| run | seeds | reconstruction (val) |") and "mean \\|μ\\|" in table[0]
+    assert [line.split(" | ")[0] for line in table[2:]] == ["| β=0.5", "| β=4"]
+    assert all(line.count(" | ") == table[0].count(" | ") for line in table[2:])
 
     # other settings on the same folder: refused, naming the folder and the way to continue
     assert main(["sweep", "--out", str(out), "--betas", "0.5,8", "--seeds", "1", *TINY, *COUNTS]) == 2
