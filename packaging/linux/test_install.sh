@@ -5,7 +5,8 @@
 #   usage: packaging/linux/test_install.sh [TARBALL]    (default: the newest dist/bvae-desktop-*-linux-*.tar.gz)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-TARBALL=${1:-$(ls -t dist/bvae-desktop-*-linux-*.tar.gz 2>/dev/null | head -1)}
+# (no `| head` in this script: under pipefail the writer's SIGPIPE would fail it with status 141)
+TARBALL=${1:-$(ls -t dist/bvae-desktop-*-linux-*.tar.gz 2>/dev/null | awk 'NR == 1')}
 [ -n "$TARBALL" ] && [ -f "$TARBALL" ] || { echo "test_install.sh: no tarball; run 'make bundle' first" >&2; exit 1; }
 fail() { echo "bundle test FAILED: $*" >&2; exit 1; }
 work=$(mktemp -d)
@@ -24,15 +25,15 @@ icon=$(sed -n 's/^Icon=//p' "$desktop")
 [ -f "$icon" ] || fail "the menu entry's icon $icon is missing"
 if command -v desktop-file-validate >/dev/null; then desktop-file-validate "$desktop" || fail "invalid $desktop"; fi
 
-want=$(tar -xzOf "$TARBALL" --wildcards '*/README.txt' | head -1 | awk '{print $3}')
+want=$(awk 'NR == 1 {print $3}' "$pkg/README.txt")  # the package's own README (a wildcard also finds sklearn's)
 got=$(env -i PATH=/usr/bin:/bin LANG=C.UTF-8 HOME="$work/home" TMPDIR="$work/tmp" "$bin" --version 2>/dev/null)
 [ "$got" = "β-VAE Desktop $want" ] || fail "--version says '$got', the package is $want"
 env -i PATH=/usr/bin:/bin LANG=C.UTF-8 HOME="$work/home" TMPDIR="$work/tmp" "$bin" --self-test \
     || fail "the installed app's --self-test exited $?"
-left=$(find "$work/home" "$work/tmp" -mindepth 1 | head -5)
+left=$(find "$work/home" "$work/tmp" -mindepth 1 | awk 'NR <= 5')
 [ -z "$left" ] || fail "the self-test wrote outside its temp folder: $left"
 
 "$work/prefix/lib/bvae-desktop/uninstall.sh"
-left=$(find "$work/prefix" -mindepth 1 | head -5)
+left=$(find "$work/prefix" -mindepth 1 | awk 'NR <= 5')
 [ -z "$left" ] || fail "uninstall left: $left"
 echo "bundle test passed in $(( $(date +%s) - start )) s: installed into a temp prefix, --self-test passed, uninstall removed everything"
