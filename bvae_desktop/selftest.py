@@ -203,8 +203,16 @@ class _SelfTest:
             try:
                 self.window.stop_training(timeout_ms=30_000)
                 self.window.close()
+                # delete it now, as the close step does: a window left to the interpreter's exit can be
+                # destroyed after the QApplication, which crashed the process (-11) instead of exiting 1
+                from PySide6.QtCore import QCoreApplication, QEvent
+
+                self.window.deleteLater()
+                QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+                self.app.processEvents()
             except Exception:  # noqa: BLE001 -- already failing; the first reason is the one to report
                 pass
+            self.window = None
 
 
 def _versions() -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from importlib import resources
 
+from PySide6.QtCore import QCoreApplication, QEvent
 from PySide6.QtGui import QIcon, QPixmap
 from PySide6.QtWidgets import QApplication
 
@@ -46,4 +47,9 @@ def run_app(argv: list[str]) -> int:
 
     window = MainWindow()
     window.show()
-    return app.exec()
+    code = app.exec()
+    # destroy the window while the QApplication lives: left to the interpreter's exit, the order is
+    # not fixed, and a window outliving the app can crash the process on the way out
+    window.deleteLater()
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    return code
