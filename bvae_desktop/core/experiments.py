@@ -339,11 +339,12 @@ def _outcome(future: Future) -> dict[str, Any]:
 
 _worker_messages: Any = None
 _worker_stop: Any = None
+_worker_parent: int | None = None
 
 
 def _init_worker(messages: Any, stop: Any, threads: int) -> None:
-    global _worker_messages, _worker_stop
-    _worker_messages, _worker_stop = messages, stop
+    global _worker_messages, _worker_stop, _worker_parent
+    _worker_messages, _worker_stop, _worker_parent = messages, stop, os.getppid()
     # Ctrl-C reaches every process of the terminal's group: workers stop through `stop`, as the
     # parent decides, so each keeps a loadable checkpoint instead of dying mid-step
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -352,10 +353,16 @@ def _init_worker(messages: Any, stop: Any, threads: int) -> None:
     torch.set_num_threads(threads)
 
 
+def _worker_should_stop() -> bool:
+    """Stop when asked, and when the parent is gone (killed, crashed): an orphan would go on training
+    and write results into a folder that a new run of the experiment may be using."""
+    return _worker_stop.is_set() or os.getppid() != _worker_parent
+
+
 def _work(run_data: dict[str, Any], run_dir: str, plan_data: dict[str, Any]) -> dict[str, Any]:
     """One run in a worker process; returns plain data (exceptions do not always pickle)."""
     run = RunSpec.from_dict(run_data)
-    if _worker_stop.is_set():
+    if _worker_should_stop():
         return {"status": "stopped", "message": f"{run.name} not started: the experiment was stopped"}
     _worker_messages.put(("started", run.name, {"label": run.label, "total": run.config.steps}))
     try:
@@ -363,7 +370,7 @@ def _work(run_data: dict[str, Any], run_dir: str, plan_data: dict[str, Any]) -> 
             run,
             Path(run_dir),
             MetricPlan.from_dict(plan_data),
-            should_stop=_worker_stop.is_set,
+            should_stop=_worker_should_stop,
             progress=lambda kind, info: _worker_messages.put((kind, run.name, info)),
         )
     except RunStopped as exc:

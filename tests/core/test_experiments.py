@@ -191,3 +191,21 @@ def test_charts_leave_out_what_a_log_axis_cannot_show_and_say_when_there_is_noth
     assert empty.shape == (150, 200, 3)
     assert heatmap("KL", np.array([[3.0, 1.0], [0.5, 0.0]]), ["β=1", "β=4"], "dimension").size[0] == 640
     assert "β" in text_for_font("β", 12) or "beta" in text_for_font("β", 12)
+
+
+def test_a_worker_whose_parent_is_gone_stops(monkeypatch):
+    """Killing a sweep's parent must not leave workers writing into its folder."""
+    import multiprocessing
+    import os
+
+    from bvae_desktop.core import experiments
+
+    stop = multiprocessing.get_context("spawn").Event()
+    monkeypatch.setattr(experiments, "_worker_stop", stop)  # what _init_worker sets in a worker process
+    monkeypatch.setattr(experiments, "_worker_parent", os.getppid())
+    assert not experiments._worker_should_stop()
+    monkeypatch.setattr(os, "getppid", lambda: 1)  # re-parented to init: the parent died
+    assert experiments._worker_should_stop()
+    monkeypatch.setattr(os, "getppid", lambda: experiments._worker_parent)
+    stop.set()
+    assert experiments._worker_should_stop()
