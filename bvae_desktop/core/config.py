@@ -12,6 +12,7 @@ from typing import Any
 
 from bvae_desktop.core.atomic import atomic_write_text
 from bvae_desktop.core.errors import ConfigError
+from bvae_desktop.core.jsonfile import read_json_object
 
 OBJECTIVES = ("vae", "beta-h", "beta-b")
 RECONSTRUCTIONS = ("auto", "bernoulli", "gaussian")
@@ -108,14 +109,13 @@ class TrainConfig:
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> TrainConfig:
         file = Path(path)
-        try:
-            data = json.loads(file.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"{file}: no such config file") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"{file}: not a readable JSON config ({exc})") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{file}: a config must be a JSON object of settings")
+        data = read_json_object(
+            file,
+            ConfigError,
+            missing="no such config file",
+            unreadable="not a readable JSON config",
+            not_object="a config must be a JSON object of settings",
+        )
         return cls.from_dict(data, source=str(file))
 
 

@@ -34,6 +34,7 @@ from bvae_desktop.core.data import load_dataset
 from bvae_desktop.core.data.imageset import ImageSet
 from bvae_desktop.core.errors import BvaeError, ConfigError
 from bvae_desktop.core.experiment_run import MetricPlan, RunSpec, RunStopped, execute_run, read_result
+from bvae_desktop.core.jsonfile import read_json_object
 
 SPEC_NAME = "experiment.json"
 RUNS_DIR = "runs"
@@ -156,14 +157,13 @@ def _beta_text(beta: float) -> str:
 
 def load_spec(folder: str | Path) -> ExperimentSpec:
     path = Path(folder) / SPEC_NAME
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ExperimentError(f"{path}: no experiment here (no {SPEC_NAME})") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ExperimentError(f"{path}: not a readable experiment spec ({exc})") from None
-    if not isinstance(data, dict):
-        raise ExperimentError(f"{path}: an experiment spec must be a JSON object")
+    data = read_json_object(
+        path,
+        ExperimentError,
+        missing=f"no experiment here (no {SPEC_NAME})",
+        unreadable="not a readable experiment spec",
+        not_object="an experiment spec must be a JSON object",
+    )
     return ExperimentSpec.from_dict(data, source=str(path))
 
 
