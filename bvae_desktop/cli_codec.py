@@ -45,6 +45,11 @@ def add_codec_parsers(commands: Any) -> None:
     decompress.add_argument("checkpoint", type=Path)
     decompress.add_argument("input", type=Path, metavar="FILE.bvz")
     decompress.add_argument("-o", "--output", type=Path, required=True, help="folder for img_0000.png ...")
+    decompress.add_argument(
+        "--allow-large",
+        action="store_true",
+        help="decode a file that expands to more than 100,000 images, 1 GiB of pixels or a million times its size",
+    )
     decompress.set_defaults(handler=cmd_decompress)
 
     rd = commands.add_parser(
@@ -63,8 +68,9 @@ def add_codec_parsers(commands: Any) -> None:
 
 
 def _bpp(nbytes: int, count: int, shape: Sequence[int]) -> float:
-    """Bits per pixel (per pixel position, all channels together)."""
-    return 8.0 * nbytes / (count * shape[-1] * shape[-2])
+    """Bits per pixel (per pixel position, all channels together); NaN when there are no pixels."""
+    pixels = count * shape[-1] * shape[-2]
+    return 8.0 * nbytes / pixels if pixels else math.nan
 
 
 def cmd_compress(args: argparse.Namespace) -> int:
@@ -78,7 +84,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
     images = codec.load_images(args.images, source.image_shape, resize=args.resize, converted=converted)
     data = codec.compress(source, images, args.quality, resized=bool(converted))
     header = codec.parse_header(data)
-    decoded = codec.decompress(source, data)
+    decoded = codec.decompress(source, data, allow_large=True)  # our own file, its images already in memory
     codec.write_bvz(args.output, data)
     png = sum(codec.png_size(img) for img in images)
     c, h, w = source.image_shape
@@ -99,28 +105,42 @@ def cmd_compress(args: argparse.Namespace) -> int:
 
 def cmd_decompress(args: argparse.Namespace) -> int:
     from bvae_desktop.core import codec
-    from bvae_desktop.core.atomic import atomic_path
     from bvae_desktop.core.model_source import ModelSource
 
     data = codec.read_bvz(args.input)
     header = codec.parse_header(data, name=args.input)  # check the file before loading the model's data
     source = ModelSource.from_checkpoint(args.checkpoint, load_data=False)
-    images = codec.decompress(source, data, name=args.input)
-    if args.output.exists() and not args.output.is_dir():
-        raise CodecError(f"{args.output}: not a folder")
-    try:
-        args.output.mkdir(parents=True, exist_ok=True)
-        for i, image in enumerate(images):
-            pil: Any = codec._to_pil(image)
-            with atomic_path(args.output / f"img_{i:04d}.png") as tmp:
-                pil.save(tmp, format="PNG")
-    except OSError as exc:
-        raise CodecError(f"{args.output}: cannot write PNGs: {exc.strerror or exc}") from exc
-    print(f"wrote {len(images)} PNG(s) to {args.output}")
+    codec.check_model(header, source, name=args.input)  # "another model" first: --allow-large would not help
+    _check_size(header, len(data), args)
+    # decoded and written in batches: the memory needed is the codes', not the images'
+    _, codes = codec.decode_codes(source, data, name=args.input, allow_large=True, images_in_memory=False)
+    batch = 256
+    written = codec.write_png_folder(
+        args.output, (source.decode(codes[start : start + batch]) for start in range(0, len(codes), batch))
+    )
+    print(f"wrote {written} PNG(s) to {args.output}")
     print(f"bytes           {len(data)}")
     print(f"bits per pixel  {_bpp(len(data), header.count, header.image_shape):.4f}")
     print(f"images          {header.count}")
     return 0
+
+
+def _check_size(header: Any, file_size: int, args: argparse.Namespace) -> None:
+    """Before anything is decoded: a file expanding past the limits needs --allow-large, and the PNGs
+    must fit on the disk (checked against an upper bound, so a full disk is found out before writing)."""
+    from bvae_desktop.core import codec
+    from bvae_desktop.core.machine import format_bytes, free_disk_bytes
+
+    reason = codec.large_reason(header, file_size)
+    if reason is not None and not args.allow_large:
+        raise CodecError(f"{args.input}: {reason}; pass --allow-large to decode it anyway")
+    need = codec.png_bytes_bound(header)
+    free = free_disk_bytes(args.output)
+    if free is not None and need > free:
+        raise CodecError(
+            f"{args.output}: {header.count:,} PNGs need up to {format_bytes(need)}; "
+            f"only {format_bytes(free)} is free there"
+        )
 
 
 # ---------------------------------------------------------------- rate-distortion
@@ -184,7 +204,7 @@ def rate_distortion(
 
         sizes = {name: len(build(slice(None), m)) for m, name in codec.METHOD_NAMES.items()}
         data = build(slice(None), "auto")
-        decoded = codec.decompress(source, data)
+        decoded = codec.decompress(source, data, allow_large=True)  # our own file, its images already in memory
         p, s = codec.psnr(images, decoded), codec.ssim(images, decoded)
         methods[q] = sizes
         extra = {"bits_per_image": alloc.bits_per_image, "method": codec.METHOD_NAMES[codec.parse_header(data).method]}

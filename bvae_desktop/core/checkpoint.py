@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import platform
@@ -12,9 +13,9 @@ from typing import Any
 
 import torch
 
-from bvae_desktop.core.atomic import atomic_path
+from bvae_desktop.core.atomic import atomic_write_bytes
 from bvae_desktop.core.config import TrainConfig
-from bvae_desktop.core.errors import CheckpointError, ConfigError
+from bvae_desktop.core.errors import CheckpointError, ConfigError, os_reason
 from bvae_desktop.core.nets import BetaVAE
 
 FORMAT = "bvae-desktop-checkpoint"
@@ -82,25 +83,42 @@ def save_checkpoint(path: str | os.PathLike[str], checkpoint: Checkpoint) -> Pat
         "versions": {k: str(v) for k, v in (checkpoint.versions or library_versions()).items()},
     }
     target = Path(path)
-    with atomic_path(target) as tmp:
-        torch.save(payload, tmp)
+    try:
+        buffer = io.BytesIO()  # serialised in memory: a disk error then surfaces as an OSError with its errno
+        torch.save(payload, buffer)
+        atomic_write_bytes(target, buffer.getbuffer())
+    except (OSError, RuntimeError) as exc:
+        kept = " (the previous checkpoint there is kept)" if _is_file(target) else ""
+        raise CheckpointError(f"{target}: cannot write the checkpoint: {os_reason(exc)}{kept}") from exc
     return target
+
+
+def check_finite_weights(state: dict[str, Any], where: str | os.PathLike[str]) -> None:
+    """Refuse weights holding NaN or ±inf: a model from a diverged run decodes only black (or NaN) images."""
+    bad = [
+        name
+        for name, value in state.items()
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all())
+    ]
+    if bad:
+        more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
+        raise CheckpointError(
+            f"{where}: its weights hold NaN or infinite values (in {bad[0]}{more}): the run had diverged when it "
+            "was saved; use an earlier checkpoint, or resume training from one with a lower β or learning rate"
+        )
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     """Read and check a checkpoint; anything that is not one of ours raises CheckpointError."""
     file = Path(path)
-    if not file.exists():
-        raise CheckpointError(f"{file}: no such checkpoint file")
-    if file.is_dir():
-        raise CheckpointError(f"{file}: is a folder, not a checkpoint file")
+    _check_readable(file)
     try:
         payload = torch.load(file, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "Unsupported global" in str(exc):
+        if _holds_code(exc):
             raise CheckpointError(
-                f"{file}: refused, it holds objects other than weights and settings "
-                f"(only weights_only checkpoints are loaded; {_unpickler_reason(exc)})"
+                f"{file}: refused: it holds code that would run on loading, not only weights and settings "
+                f"({_unpickler_reason(exc)}); open only checkpoints you made or trust"
             ) from None
         raise CheckpointError(f"{file}: not a readable checkpoint, truncated or corrupted") from None
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, KeyError) as exc:
@@ -108,6 +126,19 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
             f"{file}: not a readable checkpoint, truncated or corrupted ({_first_line(exc)})"
         ) from None
     return _parse(payload, file)
+
+
+def _check_readable(file: Path) -> None:
+    """Missing, a folder or unreadable (permissions): say which, before torch reports it as corruption."""
+    try:
+        if file.is_dir():
+            raise CheckpointError(f"{file}: is a folder, not a checkpoint file")
+        with open(file, "rb") as fh:
+            fh.read(1)
+    except FileNotFoundError:
+        raise CheckpointError(f"{file}: no such checkpoint file") from None
+    except OSError as exc:
+        raise CheckpointError(f"{file}: cannot read the checkpoint: {os_reason(exc)}") from None
 
 
 def _parse(payload: object, file: Path) -> Checkpoint:
@@ -143,6 +174,13 @@ def _parse(payload: object, file: Path) -> Checkpoint:
     return checkpoint
 
 
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:
+        return False
+
+
 def _to_cpu(value: Any) -> Any:
     if isinstance(value, torch.Tensor):
         return value.detach().to("cpu")
@@ -153,11 +191,23 @@ def _to_cpu(value: Any) -> Any:
     return value
 
 
+# what torch's weights_only unpickler says when a file asks it to import or call something; the wording
+# and case change between torch versions ("Unsupported global: GLOBAL x", "unsupported GLOBAL x whose module")
+_CODE_MARKERS = ("unsupported global", "call reduce for unrecognized function", "can only create new object", "can only build")
+
+
+def _holds_code(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return any(marker in text for marker in _CODE_MARKERS)
+
+
 def _unpickler_reason(exc: BaseException) -> str:
     """torch's message is long; keep the line that names the refused object."""
     for line in str(exc).splitlines():
-        if "Unsupported" in line or "WeightsUnpickler error" in line:
-            return line.strip().removeprefix("WeightsUnpickler error: ").split(" was not")[0]
+        lowered = line.lower()
+        if any(marker in lowered for marker in _CODE_MARKERS):
+            text = line.strip().removeprefix("WeightsUnpickler error: ")
+            return text.split(" was not")[0].split(". Please")[0].rstrip(".")
     return _first_line(exc)
 
 

@@ -49,8 +49,13 @@ File format `.bvz` (version 1), all integers little-endian:
 | 55+9D+L     | 4      | CRC-32 (zlib.crc32), u32, over every byte before it           |
 
 The file is exactly 59 + 9·D + L bytes. A reader checks the length and the CRC before it trusts
-any field, then the magic, the version, that the payload length matches, the fingerprint against
-the model in hand, and that the unpacked payload has exactly the expected number of bytes.
+any field, then the magic, the version, that the payload length matches, that n ≥ 1, that every
+range is finite with low ≤ high (low < high where coded), the fingerprint against the model in
+hand, and that the unpacked payload has exactly the expected number of bytes. A CRC proves only
+that the file is as written, not that it is sane: a 149-byte file can declare 2^21 images of
+0 bits each. So before decoding, `check_expansion` wants `allow_large` for a file past
+`LARGE_IMAGE_COUNT` images, `LARGE_DECODED_BYTES` of pixels or `LARGE_RATIO` times its own size,
+and refuses one whose decoding needs more memory than the machine has available.
 """
 
 from __future__ import annotations
@@ -59,17 +64,20 @@ import io
 import lzma
 import math
 import os
+import shutil
 import struct
+import tempfile
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from bvae_desktop.core.atomic import atomic_write_bytes
-from bvae_desktop.core.errors import CodecError
+from bvae_desktop.core.atomic import atomic_write_bytes, new_folder_mode
+from bvae_desktop.core.errors import CodecError, os_reason
+from bvae_desktop.core.machine import available_memory_bytes, format_bytes
 
 if TYPE_CHECKING:
     from bvae_desktop.core.model_source import ModelSource
@@ -85,6 +93,15 @@ MAX_SIGMA = 0.98
 MIN_SPREAD = 0.5  # std of the means over the posterior σ
 RANGE_STDS = 4.0
 MAX_DECODE_ELEMENTS = 2**33  # a crafted header (0-bit payload, 2^32 images) must not exhaust memory
+MAX_RANGE = 1e6  # |low|, |high|: encoder means live within a few units; the writer's range is mean ± 4 std
+# Past any of these a file is "large": decoding it needs allow_large=True (`bvae decompress --allow-large`,
+# a question in the window). A 149-byte file (0 bits per dimension, 2^21 images) otherwise meant 8 GiB of
+# pixels and two million PNGs. Legitimate files stay far below: 10,000 dSprites images decode to 40 MiB.
+LARGE_IMAGE_COUNT = 100_000
+LARGE_DECODED_BYTES = 1 << 30
+LARGE_RATIO = 1 << 20  # decoded bytes per file byte; 1 bit per 64x64x3 image is 98,304 before entropy coding
+LARGE_RATIO_MIN_BYTES = 64 << 20  # ... checked only past this much output: small files may have huge ratios
+_DECODER_WORKSPACE = 64 << 20  # one batch of 256 images through the decoder's layers
 
 _FIXED = struct.Struct("<4sBB32sBHHIHB")  # 50 bytes, up to the allocation
 _DIM = struct.Struct("<Bff")  # 9 bytes per latent dimension
@@ -125,10 +142,17 @@ class BitAllocation:
             raise CodecError("bit allocation: bits, low and high must have one entry per latent dimension")
         if (self.bits > MAX_BITS).any():
             raise CodecError(f"bit allocation: at most {MAX_BITS} bits per dimension; got {int(self.bits.max())}")
+        # every dimension, coded or not: a NaN or inf range in a 0-bit one still reached numpy's arithmetic
+        with np.errstate(invalid="ignore"):
+            finite = bool(np.isfinite(self.low).all() and np.isfinite(self.high).all())
+            ordered = finite and bool((self.low <= self.high).all())
+        if not finite or not ordered:
+            raise CodecError("bit allocation: every dimension needs a finite range with low <= high")
+        if max(float(np.abs(self.low).max(initial=0.0)), float(np.abs(self.high).max(initial=0.0))) > MAX_RANGE:
+            raise CodecError(f"bit allocation: a range reaches past ±{MAX_RANGE:g}, far outside any latent code")
         active = self.bits > 0
-        lo, hi = self.low[active], self.high[active]
-        if not (np.isfinite(lo).all() and np.isfinite(hi).all() and (hi > lo).all()):
-            raise CodecError("bit allocation: every coded dimension needs a finite range with low < high")
+        if not (self.high[active] > self.low[active]).all():
+            raise CodecError("bit allocation: every coded dimension needs a range with low < high")
 
     @property
     def latent_dim(self) -> int:
@@ -432,6 +456,10 @@ def parse_header(data: bytes, *, name: str | os.PathLike[str] | None = None) -> 
         raise CodecError(f"{where}malformed .bvz file: image shape {channels}x{height}x{width}")
     if not 1 <= quality <= 100:
         raise CodecError(f"{where}malformed .bvz file: quality {quality}")
+    if count == 0:
+        # compress() refuses to write an empty file, so this one is damaged or not ours: say so rather
+        # than "decode" nothing and report a successful, empty result
+        raise CodecError(f"{where}malformed .bvz file: it declares 0 images (an empty .bvz is never written)")
     if flags & ~FLAG_RESIZED:
         raise CodecError(f"{where}malformed .bvz file: unknown flags 0x{flags:02x}")
     dims = np.array(
@@ -549,12 +577,138 @@ def check_model(header: BvzHeader, source: ModelSource, *, name: str | os.PathLi
         )
 
 
-def decompress(source: ModelSource, data: bytes, *, name: str | os.PathLike[str] | None = None) -> np.ndarray:
-    """A .bvz file (bytes) -> uint8 images (n, C, H, W), decoded by `source` (which must be the model that made it)."""
+class LargeFileError(CodecError):
+    """A well-formed file that expands past the limits for decoding without asking (see `large_reason`)."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def decoded_bytes(header: BvzHeader) -> int:
+    """Bytes of the uint8 images the file decodes to."""
+    return header.count * header.channels * header.height * header.width
+
+
+def decode_memory_bytes(header: BvzHeader, *, images_in_memory: bool = True) -> int:
+    """Peak memory of decoding, roughly: unpacked bits (5 B per bit), symbols and codes (24 B per latent),
+    and, unless decoded in batches, the images twice (the batches, then their concatenation)."""
+    per_image = 5 * header.alloc.bits_per_image + 24 * header.latent_dim
+    if images_in_memory:
+        per_image += 2 * header.channels * header.height * header.width
+    return header.count * per_image + header.payload_length + _DECODER_WORKSPACE
+
+
+def large_reason(header: BvzHeader, file_size: int) -> str | None:
+    """Why decoding this file deserves a question first (it expands far past its size), or None."""
+    out = decoded_bytes(header)
+    if header.count > LARGE_IMAGE_COUNT:
+        return f"it declares {header.count:,} images ({format_bytes(out)} decoded; the limit without asking is {LARGE_IMAGE_COUNT:,})"
+    if out > LARGE_DECODED_BYTES:
+        return f"it decodes to {format_bytes(out)} of images (the limit without asking is {format_bytes(LARGE_DECODED_BYTES)})"
+    if out > LARGE_RATIO_MIN_BYTES and out > LARGE_RATIO * max(file_size, 1):
+        return f"its {file_size:,} bytes expand to {format_bytes(out)}, {out / max(file_size, 1):,.0f} times their size"
+    return None
+
+
+def check_expansion(
+    header: BvzHeader,
+    file_size: int,
+    *,
+    name: str | os.PathLike[str] | None = None,
+    allow_large: bool = False,
+    images_in_memory: bool = True,
+    available_memory: int | None = None,
+) -> None:
+    """LargeFileError past the limits unless `allow_large`; CodecError when the memory needed is not there at all.
+    `available_memory`: bytes free (default: asked of the machine; None when it cannot say)."""
+    if header.count * max(header.latent_dim, header.channels * header.height * header.width) > MAX_DECODE_ELEMENTS:
+        raise CodecError(f"{_prefix(name)}the file declares {header.count:,} images: too many to decode at once")
+    reason = large_reason(header, file_size)
+    if reason is not None and not allow_large:
+        raise LargeFileError(f"{_prefix(name)}{reason}; decode it only if you expect that much (allow_large)", reason)
+    need = decode_memory_bytes(header, images_in_memory=images_in_memory)
+    free = available_memory_bytes() if available_memory is None else available_memory
+    if free is not None and need > free:
+        raise CodecError(
+            f"{_prefix(name)}decoding its {header.count:,} images needs about {format_bytes(need)} of memory; "
+            f"{format_bytes(free)} is available"
+        )
+
+
+def decode_codes(
+    source: ModelSource,
+    data: bytes,
+    *,
+    name: str | os.PathLike[str] | None = None,
+    allow_large: bool = False,
+    images_in_memory: bool = True,
+) -> tuple[BvzHeader, np.ndarray]:
+    """Every check (file, model, size), then the latent codes (n, D) float32 to decode, in batches if need be."""
     header = parse_header(data, name=name)
     check_model(header, source, name=name)
+    check_expansion(header, len(data), name=name, allow_large=allow_large, images_in_memory=images_in_memory)
     _, symbols = decode_symbols(data, name=name)
-    return source.decode(dequantise(symbols, header.alloc))
+    return header, dequantise(symbols, header.alloc)
+
+
+def decompress(
+    source: ModelSource, data: bytes, *, name: str | os.PathLike[str] | None = None, allow_large: bool = False
+) -> np.ndarray:
+    """A .bvz file (bytes) -> uint8 images (n, C, H, W), decoded by `source` (which must be the model that made it).
+    A file past the size limits raises LargeFileError unless `allow_large` (see `large_reason`)."""
+    _, codes = decode_codes(source, data, name=name, allow_large=allow_large)
+    return source.decode(codes)
+
+
+def png_bytes_bound(header: BvzHeader) -> int:
+    """Disk space the decoded PNGs can take: raw pixels plus a row filter byte and chunk overhead per image,
+    each file rounded up to 4 KiB blocks (PNG of decoded images is usually far smaller)."""
+    per_file = header.channels * header.height * header.width + header.height + 512
+    return header.count * (-(-per_file // 4096) * 4096)
+
+
+def write_png_folder(folder: str | os.PathLike[str], batches: Iterable[np.ndarray]) -> int:
+    """Write img_0000.png, ... into `folder` from batches of (n, C, H, W) uint8 images; return how many.
+
+    All or nothing: the PNGs are written into a hidden staging folder (beside a new `folder`, inside an
+    existing one) and moved in at the end; any failure (a full disk, Ctrl-C) removes what was written.
+    """
+    target = Path(folder)
+    try:
+        if target.exists() and not target.is_dir():
+            raise CodecError(f"{target}: not a folder")
+        existed = target.is_dir()
+        home = target if existed else target.absolute().parent
+        home.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=f".{target.absolute().name or 'images'}.", suffix=".tmp", dir=home))
+    except OSError as exc:
+        raise CodecError(f"{target}: cannot write PNGs: {os_reason(exc)}") from exc
+    try:
+        count = 0
+        for batch in batches:
+            for image in batch:
+                _to_pil(image).save(stage / f"img_{count:04d}.png", format="PNG")  # type: ignore[attr-defined]
+                count += 1
+        _move_in(stage, target, existed)
+    except OSError as exc:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise CodecError(f"{target}: cannot write PNGs: {os_reason(exc)}; none were written") from exc
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    return count
+
+
+def _move_in(stage: Path, target: Path, existed: bool) -> None:
+    """A new folder appears whole (one rename); into an existing one, file by file (renames need no space)."""
+    if not existed:
+        os.chmod(stage, new_folder_mode())  # mkdtemp made it 0700; a plain mkdir would follow the umask
+        os.replace(stage, target)
+        return
+    for path in sorted(stage.iterdir()):
+        os.replace(path, target / path.name)
+    stage.rmdir()
 
 
 def write_bvz(path: str | os.PathLike[str], data: bytes) -> None:

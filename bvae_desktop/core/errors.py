@@ -23,3 +23,12 @@ class TrainingError(BvaeError):
 
 class CodecError(BvaeError):
     """A compressed .bvz file is malformed, corrupted, or made by another model."""
+
+
+def os_reason(exc: BaseException) -> str:
+    """What went wrong, for a message naming the file: "no space left on device" for an OSError with an errno
+    (its file name is left out: the message names it), else the first line of the exception's text."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror[0].lower() + exc.strerror[1:]
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__

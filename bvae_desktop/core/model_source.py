@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bvae_desktop.core.checkpoint import Checkpoint, load_checkpoint
+from bvae_desktop.core.checkpoint import Checkpoint, check_finite_weights, load_checkpoint
 from bvae_desktop.core.config import TrainConfig
 from bvae_desktop.core.data import ImageSet, load_dataset, split_indices
 from bvae_desktop.core.errors import BvaeError
@@ -50,8 +50,10 @@ class ModelSource:
 
     @classmethod
     def from_checkpoint(cls, checkpoint: Checkpoint | str | Path, *, load_data: bool = True) -> ModelSource:
-        """Load the weights; also open the training data when `load_data` (a missing file is noted, not fatal)."""
+        """Load the weights; also open the training data when `load_data` (a missing file is noted, not fatal).
+        Weights holding NaN or inf are refused (CheckpointError): every tool using them would show garbage."""
         ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
+        check_finite_weights(ckpt.model_state, ckpt.path or "checkpoint")  # NaN weights decode only black images
         source = cls(
             model=ckpt.build_model("cpu"),
             config=ckpt.config,

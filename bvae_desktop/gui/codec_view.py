@@ -6,6 +6,7 @@ GUI thread; the encoder statistics behind the bit allocation are measured once p
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from PySide6.QtWidgets import (
     QGridLayout,
     QHBoxLayout,
     QLabel,
+    QMessageBox,
     QPushButton,
     QSlider,
     QSplitter,
@@ -47,6 +49,8 @@ class CodecView(QWidget):
         self._bvz: bytes | None = None
         self._decoded: np.ndarray | None = None
         self._numbers: dict[str, float] = {}
+        # asked before decoding a file past the codec's size limits; a test or a script replaces it
+        self.confirm_large: Callable[[str], bool] = self._ask_large
         self._build()
         self.set_source(None)
 
@@ -162,7 +166,7 @@ class CodecView(QWidget):
                 self._stats = codec.latent_stats(source, reference)
             alloc = codec.allocation_from_stats(self._stats, quality)
             self._bvz = codec.compress(source, image[None], quality, alloc=alloc)
-            self._decoded = codec.decompress(source, self._bvz)[0]
+            self._decoded = codec.decompress(source, self._bvz, allow_large=True)[0]
         except BvaeError as exc:
             self.statusLabel.setText(str(exc))
             return
@@ -190,11 +194,17 @@ class CodecView(QWidget):
             return None
         try:
             data = codec.read_bvz(path)
-            images = codec.decompress(self._source, data, name=path)
+            header = codec.parse_header(data, name=path)
+            reason = codec.large_reason(header, len(data))
+            if reason is not None and not self.confirm_large(
+                f"{Path(path).name}: {reason}.\n\nDecoding it may take long and much memory. Decode it anyway?"
+            ):
+                self.statusLabel.setText(f"not decoded: {path}: {reason}")
+                return None
+            images = codec.decompress(self._source, data, name=path, allow_large=reason is not None)
         except BvaeError as exc:
             self.statusLabel.setText(str(exc))
             return None
-        header = codec.parse_header(data, name=path)
         self._bvz, self._decoded = data, images[0]
         self._image_item.setImage(tile_rows([images[:8]]), levels=(0, 255))
         c, h, w = header.image_shape
@@ -222,7 +232,7 @@ class CodecView(QWidget):
         for quality in RD_QUALITIES:
             alloc = codec.allocation_from_stats(self._stats, quality)
             data = codec.compress(source, images, quality, alloc=alloc)
-            decoded = codec.decompress(source, data)
+            decoded = codec.decompress(source, data, allow_large=True)
             series["β-VAE codec"].append((len(data) * 8 / pixels, codec.psnr(images, decoded)))
             for name, encode in (("JPEG", codec.jpeg_bytes), ("WebP", codec.webp_bytes)):
                 results = [encode(image, quality) for image in images]
@@ -311,6 +321,16 @@ class CodecView(QWidget):
                 self.save_compressed(path)
             except BvaeError as exc:
                 self.statusLabel.setText(str(exc))
+
+    def _ask_large(self, text: str) -> bool:
+        answer = QMessageBox.question(
+            self,
+            "Large compressed file",
+            text,
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+            QMessageBox.StandardButton.No,
+        )
+        return answer == QMessageBox.StandardButton.Yes
 
     def _on_open(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Open compressed", "", "β-VAE compressed (*.bvz)")

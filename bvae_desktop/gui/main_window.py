@@ -359,6 +359,7 @@ class MainWindow(QMainWindow):
         """Restore a checkpoint's settings into the panel and its curves (from the run log beside it)."""
         try:
             checkpoint = load_checkpoint(path)
+            source = ModelSource.from_checkpoint(checkpoint)  # refuses NaN/inf weights before anything changes
         except BvaeError as exc:
             self.show_error("Cannot open checkpoint", str(exc))
             return None
@@ -376,7 +377,6 @@ class MainWindow(QMainWindow):
             except BvaeError as exc:
                 self.show_error("Run log unreadable", str(exc))
         self.panel.offer_continue(checkpoint.step)
-        source = ModelSource.from_checkpoint(checkpoint)
         self._shown_source.clear()  # another model: the views start afresh
         self.set_model_source(source)
         note = f" ({source.dataset_error})" if source.dataset_error else ""

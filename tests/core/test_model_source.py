@@ -1,8 +1,12 @@
 import numpy as np
+import pytest
 import torch
 
+from bvae_desktop.core.checkpoint import Checkpoint, save_checkpoint
 from bvae_desktop.core.config import TrainConfig
+from bvae_desktop.core.errors import CheckpointError
 from bvae_desktop.core.model_source import ModelSource
+from bvae_desktop.core.nets import BetaVAE
 from bvae_desktop.core.trainer import Trainer
 
 
@@ -49,3 +53,13 @@ def test_missing_training_data_is_noted_not_fatal(tmp_path):
     checkpoint.config = TrainConfig(dataset="mnist", data_path=str(tmp_path / "gone"), latent_dim=3)
     source = ModelSource.from_checkpoint(checkpoint)
     assert source.dataset is None and "gone" in source.dataset_error
+
+
+def test_checkpoint_with_non_finite_weights_is_refused_for_inference(tmp_path):
+    """A diverged run's weights decoded only black images (compress) or crashed traverse: refuse them."""
+    state = BetaVAE((1, 32, 32), 3).state_dict()
+    state["decoder.fc.0.weight"][0, 0] = float("nan")
+    path = tmp_path / "nan.pt"
+    save_checkpoint(path, Checkpoint(TrainConfig(latent_dim=3), (1, 32, 32), 5, 4.0, state))
+    with pytest.raises(CheckpointError, match=r"nan\.pt: its weights hold NaN or infinite values \(in decoder\.fc\.0\.weight\)"):
+        ModelSource.from_checkpoint(path)

@@ -79,3 +79,35 @@ def test_rate_distortion_chart_has_three_series(view):
     assert all(len(points) >= 5 for points in series.values())
     ours = [bpp for bpp, _ in series["β-VAE codec"]]
     assert ours == sorted(ours)  # higher quality, more bits
+
+
+def _zero_bit_file(source, count):
+    from bvae_desktop.core import codec
+
+    d = source.latent_dim
+    alloc = codec.BitAllocation([0] * d, [0] * d, [0] * d)
+    return codec.build_file(source.fingerprint(), source.image_shape, count, 50, alloc, b"")
+
+
+def test_open_compressed_asks_before_decoding_a_large_file(view, source, tmp_path, monkeypatch):
+    from bvae_desktop.core import codec
+
+    monkeypatch.setattr(codec, "LARGE_IMAGE_COUNT", 4)  # a "large" file that is still cheap to decode
+    path = tmp_path / "many.bvz"
+    path.write_bytes(_zero_bit_file(source, 6))
+    asked = []
+    view.confirm_large = lambda text: asked.append(text) or False
+    assert view.open_compressed(path) is None
+    assert len(asked) == 1 and "many.bvz: it declares 6 images" in asked[0]
+    assert view.statusLabel.text().startswith(f"not decoded: {path}: it declares 6 images")
+    view.confirm_large = lambda text: True
+    images = view.open_compressed(path)
+    assert images is not None and images.shape == (6, 1, 64, 64)
+
+
+def test_open_compressed_refuses_a_file_of_zero_images(view, source, tmp_path):
+    path = tmp_path / "empty.bvz"
+    path.write_bytes(_zero_bit_file(source, 0))
+    view.confirm_large = lambda text: pytest.fail("nothing to ask about")
+    assert view.open_compressed(path) is None
+    assert "empty.bvz: malformed .bvz file: it declares 0 images" in view.statusLabel.text()

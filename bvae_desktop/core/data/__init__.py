@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bvae_desktop.core.data.imageset import ArrayImageSet, Factors, ImageSet, split_indices
-from bvae_desktop.core.errors import DatasetError
+from bvae_desktop.core.errors import DatasetError, os_reason
 
 __all__ = ["ArrayImageSet", "Factors", "ImageSet", "load_dataset", "split_indices", "DATASET_NAMES"]
 
@@ -20,6 +20,16 @@ def load_dataset(name: str, path: str | None = None, **options: object) -> Image
         raise DatasetError(f"unknown dataset {name!r}; choose one of {', '.join(DATASET_NAMES)}")
     if not path:
         raise DatasetError(f"dataset {name!r} needs a file or folder path")
+    try:
+        return _load_file_source(name, path, **options)
+    except OSError as exc:  # what a loader did not name itself: permissions, a vanished disk, ...
+        where = exc.filename if exc.filename is not None else path
+        raise DatasetError(f"{where}: cannot read ({os_reason(exc)})") from None
+    except MemoryError:
+        raise DatasetError(f"{path}: too large to hold in memory") from None
+
+
+def _load_file_source(name: str, path: str, **options: object) -> ImageSet:
     if name == "dsprites":
         from bvae_desktop.core.data.dsprites import load_dsprites
 

@@ -16,7 +16,7 @@ import torch
 
 from bvae_desktop.core.data.imageset import Factors, ImageSet, _free_device_bytes
 from bvae_desktop.core.data.procedural import FACTOR_NAMES
-from bvae_desktop.core.errors import DatasetError
+from bvae_desktop.core.errors import DatasetError, os_reason
 
 _CHUNK_IMAGES = 4096  # 16 MB of uint8 per streamed chunk for 64 x 64 images
 _READ_ERRORS = (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError)
@@ -86,14 +86,31 @@ def _read_packed_images(path: Path) -> np.ndarray:
         with zipfile.ZipFile(path) as archive:
             if "imgs.npy" not in archive.namelist():
                 raise DatasetError(f"{path}: no 'imgs' array in the file (is it the dSprites npz?)")
-            with archive.open("imgs.npy") as member:
-                return _pack_stream(path, member)
+            info = archive.getinfo("imgs.npy")
+            with archive.open(info) as member:
+                return _pack_stream(path, member, _member_limit(info))
     except zipfile.BadZipFile as exc:
         raise DatasetError(f"{path}: not a readable npz/zip file ({exc})") from exc
     except DatasetError:
         raise
+    except MemoryError:
+        raise DatasetError(f"{path}: 'imgs' is too large to hold in memory, even bit-packed") from None
     except _READ_ERRORS as exc:
-        raise DatasetError(f"{path}: cannot read 'imgs' ({exc})") from exc
+        raise DatasetError(f"{path}: cannot read 'imgs' ({os_reason(exc)})") from exc
+
+
+# deflate cannot shrink data by more than 1032:1; other zip methods (bzip2, lzma) are not bounded that way
+_MAX_DEFLATE_RATIO = 1032
+
+
+def _member_limit(info: zipfile.ZipInfo) -> int:
+    """Most bytes the member can really hold: its declared size, and for a stored or deflated member also
+    what its compressed bytes can expand to, so a forged size in the zip directory cannot be believed either."""
+    if info.compress_type == zipfile.ZIP_STORED:
+        return min(info.file_size, info.compress_size)
+    if info.compress_type == zipfile.ZIP_DEFLATED:
+        return min(info.file_size, info.compress_size * _MAX_DEFLATE_RATIO + 1024)
+    return info.file_size
 
 
 def _read_header(path: Path, member: IO[bytes]) -> tuple[tuple[int, ...], bool, np.dtype]:
@@ -105,7 +122,8 @@ def _read_header(path: Path, member: IO[bytes]) -> tuple[tuple[int, ...], bool, 
     raise DatasetError(f"{path}: 'imgs' uses unsupported .npy format version {version}")
 
 
-def _pack_stream(path: Path, member: IO[bytes]) -> np.ndarray:
+def _pack_stream(path: Path, member: IO[bytes], available: int | None = None) -> np.ndarray:
+    """`available`: the most bytes the member holds; a header claiming more is refused before allocating."""
     shape, fortran, dtype = _read_header(path, member)
     if len(shape) != 3 or shape[1:] != (64, 64):
         raise DatasetError(f"{path}: 'imgs' has shape {shape}, expected (N, 64, 64)")
@@ -116,6 +134,8 @@ def _pack_stream(path: Path, member: IO[bytes]) -> np.ndarray:
     count, height, width = shape
     if count == 0:
         raise DatasetError(f"{path}: 'imgs' holds no images")
+    if available is not None:
+        _check_claimed_size(path, count, height * width, available - _position(member))
     packed = np.empty((count, height, width // 8), dtype=np.uint8)
     per_image = height * width
     for start in range(0, count, _CHUNK_IMAGES):
@@ -130,6 +150,24 @@ def _pack_stream(path: Path, member: IO[bytes]) -> np.ndarray:
     return packed
 
 
+def _position(member: IO[bytes]) -> int:
+    """Bytes read so far (the .npy header); 0 where the stream cannot tell, which only loosens the check."""
+    try:
+        return int(member.tell())
+    except OSError:
+        return 0
+
+
+def _check_claimed_size(path: Path, count: int, per_image: int, data_bytes: int) -> None:
+    """A damaged or crafted header can claim a billion images: believe it only as far as the file's bytes go."""
+    if count * per_image > data_bytes:
+        held = max(data_bytes, 0) // per_image
+        raise DatasetError(
+            f"{path}: 'imgs' claims {count:,} images but the file holds at most {held:,} "
+            "(truncated or damaged; download it again)"
+        )
+
+
 def _read_factors(path: Path, count: int) -> Factors | None:
     """Factor grid from latents_classes/latents_values; None when the file has neither."""
     try:
@@ -137,8 +175,10 @@ def _read_factors(path: Path, count: int) -> Factors | None:
             keys = set(archive.files)
             classes = archive["latents_classes"] if "latents_classes" in keys else None
             values = archive["latents_values"] if "latents_values" in keys else None
+    except MemoryError:
+        raise DatasetError(f"{path}: the latents are too large to hold in memory (a damaged header?)") from None
     except _READ_ERRORS as exc:
-        raise DatasetError(f"{path}: cannot read the latents ({exc})") from exc
+        raise DatasetError(f"{path}: cannot read the latents ({os_reason(exc)})") from exc
     if classes is None and values is None:
         return None
     if classes is None:

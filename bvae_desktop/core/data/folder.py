@@ -6,13 +6,14 @@ pixels are composited onto black, matching the black backgrounds of the built-in
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from bvae_desktop.core.data.imageset import ArrayImageSet
-from bvae_desktop.core.errors import DatasetError
+from bvae_desktop.core.errors import DatasetError, os_reason
 
 SUFFIXES = (".png", ".jpg", ".jpeg")
 MODES = ("auto", "grey", "gray", "rgb")
@@ -46,17 +47,41 @@ def load_folder(path: str | Path, *, size: int = 64, mode: str = "auto", **_opti
 
 def image_files(folder: Path) -> list[Path]:
     """PNG/JPEG files under `folder`, any case of suffix, sorted by relative path for a stable order."""
-    if not folder.exists():
-        raise DatasetError(f"{folder}: folder not found")
-    if not folder.is_dir():
-        raise DatasetError(f"{folder}: not a folder")
-    files = sorted(
-        (p for p in folder.rglob("*") if p.suffix.lower() in SUFFIXES and p.is_file()),
-        key=lambda p: p.relative_to(folder).as_posix(),
-    )
+    try:
+        if not folder.exists():
+            raise DatasetError(f"{folder}: folder not found")
+        if not folder.is_dir():
+            raise DatasetError(f"{folder}: not a folder")
+    except OSError as exc:  # e.g. a parent folder we may not enter
+        raise DatasetError(f"{folder}: cannot read the folder ({os_reason(exc)})") from None
+    unreadable: list[OSError] = []
+    found = []
+    # os.walk, not Path.rglob: rglob skips a folder it may not read without a word, which turned
+    # "permission denied" into "no images found"
+    seen: set[str] = set()
+    for root, dirs, names in os.walk(folder, onerror=unreadable.append, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:  # a link back up the tree: walked already
+            dirs.clear()
+            continue
+        seen.add(real)
+        found += [Path(root) / name for name in names if Path(name).suffix.lower() in SUFFIXES]
+    top = next((e for e in unreadable if e.filename is not None and Path(e.filename) == folder), None)
+    if top is not None:
+        raise DatasetError(f"{folder}: cannot read the folder ({os_reason(top)})")
+    files = sorted((p for p in found if _is_file_or_unknown(p)), key=lambda p: p.relative_to(folder).as_posix())
     if not files:
-        raise DatasetError(f"{folder}: no PNG or JPEG images found (searched sub-folders too)")
+        skipped = f"; could not read {unreadable[0].filename} ({os_reason(unreadable[0])})" if unreadable else ""
+        raise DatasetError(f"{folder}: no PNG or JPEG images found (searched sub-folders too){skipped}")
     return files
+
+
+def _is_file_or_unknown(path: Path) -> bool:
+    """Skip folders named like images; keep what cannot even be looked at, so reading it names the problem."""
+    try:
+        return path.is_file()
+    except OSError:
+        return True
 
 
 def _read(path: Path, size: int) -> np.ndarray:

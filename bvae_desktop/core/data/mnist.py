@@ -7,6 +7,7 @@ download or a wrong file gives a DatasetError naming it, never a numpy reshape e
 from __future__ import annotations
 
 import gzip
+import os
 import zipfile
 import zlib
 from pathlib import Path
@@ -14,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from bvae_desktop.core.data.imageset import ArrayImageSet
-from bvae_desktop.core.errors import DatasetError
+from bvae_desktop.core.errors import DatasetError, os_reason
 
 IMAGES_MAGIC = 2051
 LABELS_MAGIC = 2049
@@ -155,6 +156,7 @@ def read_idx_labels(path: Path) -> np.ndarray:
 
 def _load_npz(path: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     """x_train/y_train/x_test/y_test from the Keras-style mnist.npz (no pickles allowed)."""
+    _check_zip(path)
     try:
         with np.load(path, allow_pickle=False) as archive:
             keys = set(archive.files)
@@ -162,11 +164,28 @@ def _load_npz(path: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
             pairs = [(archive[f"x_{p}"], archive[f"y_{p}"]) for p in parts]
     except DatasetError:
         raise
+    except MemoryError:
+        raise DatasetError(f"{path}: an array is too large to hold in memory (a damaged header?)") from None
     except _READ_ERRORS as exc:
-        raise DatasetError(f"{path}: not a readable npz file ({exc})") from exc
+        raise DatasetError(f"{path}: not a readable npz file ({os_reason(exc)})") from exc
     for x, y in pairs:
         _check_npz_pair(path, x, y)
     return np.concatenate([x for x, _ in pairs]), np.concatenate([y for _, y in pairs]).astype(np.int64)
+
+
+def _check_zip(path: Path) -> None:
+    """An npz is a zip file. Anything else np.load takes for a pickle and says "contains pickled (object)
+    data", which sends a researcher looking for pickles in what is a truncated download."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+            size = os.fstat(fh.fileno()).st_size
+        is_zip = zipfile.is_zipfile(path)
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot read ({os_reason(exc)})") from None
+    if not is_zip:
+        what = "empty" if not head else ("a truncated or damaged zip" if head.startswith(b"PK") else "not a zip")
+        raise DatasetError(f"{path}: not a valid npz file ({what} file, {size} bytes); download it again")
 
 
 def _npz_parts(path: Path, keys: set[str], split: str) -> list[str]:
