@@ -15,6 +15,7 @@ from bvae_desktop import __version__
 from bvae_desktop.cli_codec import add_codec_parsers
 from bvae_desktop.cli_evaluate import add_evaluate_parser
 from bvae_desktop.cli_experiments import add_experiment_parsers
+from bvae_desktop.cli_speed import add_speed_arguments
 from bvae_desktop.cli_traverse import add_traverse_parser
 from bvae_desktop.core.config import (
     DATASETS,
@@ -46,6 +47,8 @@ _TRAIN_FLAGS: dict[str, str] = {
     "device": "device",
     "reconstruction": "reconstruction",
     "bf16": "bf16",
+    "sync_every": "sync_every",
+    "compile": "compile",
 }
 
 
@@ -83,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--reconstruction", choices=RECONSTRUCTIONS, help="auto: Bernoulli for grey, Gaussian for colour"
     )
     train.add_argument("--no-bf16", dest="bf16", action="store_const", const=False, help="no bf16 autocast on CUDA")
+    add_speed_arguments(train)
     train.add_argument("--threads", type=int, help="CPU threads for torch")
     train.add_argument(
         "--out", type=Path, help="run folder: checkpoint.pt, runlog.h5, config.json (default runs/<time>)"
@@ -104,11 +108,23 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler: Callable[[argparse.Namespace], int] = args.handler
+    from bvae_desktop.core.errors import os_reason
+
     try:
         return handler(args)
-    except BvaeError as exc:
+    except BvaeError as exc:  # bad input: exit 2, as argparse does for a bad flag
         print(f"bvae {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # the system refused (permissions, a full disk): one line naming the path, exit 1
+        paths = " -> ".join(str(p) for p in (exc.filename, exc.filename2) if p is not None)
+        print(f"bvae {args.command}: error: {paths + ': ' if paths else ''}{os_reason(exc)}", file=sys.stderr)
+        return 1
+    except MemoryError:
+        print(f"bvae {args.command}: error: out of memory", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:  # Ctrl-C before a command set up its own handling (loading data, start-up)
+        print(f"bvae {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -156,14 +172,27 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"latent {config.latent_dim}, {config.steps} steps from step {trainer.step}; run folder {out}",
         file=sys.stderr,
     )
+    compile_status = trainer.compile_status
+    if compile_status == "compiling":
+        print("compiling the training step (torch.compile): the first step takes longer", file=sys.stderr)
     progress = _Progress(enabled=not args.quiet, start_step=trainer.step)
-    previous = signal.signal(signal.SIGINT, _stop_on_interrupt(trainer))
+    handler = _stop_on_interrupt(trainer)
+    previous = {signum: signal.signal(signum, handler) for signum in _STOP_SIGNALS}
     event = None
     try:
         for event in trainer.steps():
+            if trainer.compile_status != compile_status:
+                compile_status = trainer.compile_status
+                print(f"training step: {compile_status}", file=sys.stderr)
             progress.update(event)
+    except KeyboardInterrupt:
+        progress.finish()
+        kept = load_step(trainer.checkpoint_path)
+        print(f"aborted; the checkpoint of step {kept} is kept in {trainer.checkpoint_path}", file=sys.stderr)
+        return 130
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, old in previous.items():
+            signal.signal(signum, old)
         progress.finish()
     if trainer.stopped:
         print(f"stopped at step {trainer.step}; checkpoint kept in {trainer.checkpoint_path}", file=sys.stderr)
@@ -177,16 +206,33 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+_STOP_SIGNALS = tuple(s for s in (signal.SIGINT, getattr(signal, "SIGTERM", None)) if s is not None)
+
+
 def _stop_on_interrupt(trainer: Any) -> Callable[[int, FrameType | None], None]:
-    """First Ctrl-C stops after the current step and saves; a second one aborts at once."""
+    """First Ctrl-C (or SIGTERM) stops after the current step and saves; a second one aborts at once,
+    keeping the last checkpoint and cutting the run log back to it."""
 
     def handler(signum: int, frame: FrameType | None) -> None:
         if trainer.stopped:
             raise KeyboardInterrupt
-        print("\nstopping after this step (Ctrl-C again to abort)...", file=sys.stderr)
+        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        print(f"\n{name}: stopping after this step (Ctrl-C again to abort)...", file=sys.stderr)
         trainer.stop()
 
     return handler
+
+
+def load_step(path: Path | None) -> str:
+    """The step of the checkpoint at `path`, for a message; 'none' when there is none."""
+    from bvae_desktop.core.checkpoint import load_checkpoint
+
+    if path is None or not path.exists():
+        return "none"
+    try:
+        return f"{load_checkpoint(path).step:,}"
+    except BvaeError:
+        return "(unreadable)"
 
 
 class _Progress:

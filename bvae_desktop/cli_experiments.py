@@ -11,10 +11,12 @@ from types import FrameType
 from typing import Any
 
 from bvae_desktop.cli_evaluate import METRIC_NAMES, add_settings_argument, apply_settings
+from bvae_desktop.cli_speed import add_speed_arguments
 from bvae_desktop.core.config import DATASETS, RECONSTRUCTIONS, TrainConfig
 from bvae_desktop.core.errors import ConfigError
 
 DEFAULT_BETAS_TEXT = "0.001,0.01,0.1,1,2,4,8,16"
+_STACK_HELP = "--stack 1 trains each run on its own"
 # flag -> TrainConfig field: what every run of an experiment shares
 _SHARED_FLAGS = {
     "dataset": "dataset",
@@ -28,6 +30,8 @@ _SHARED_FLAGS = {
     "device": "device",
     "reconstruction": "reconstruction",
     "bf16": "bf16",
+    "compile": "compile",
+    "sync_every": "sync_every",
 }
 
 
@@ -62,6 +66,9 @@ def add_experiment_parsers(commands: Any) -> None:
     )
     resume.add_argument("folder", type=Path)
     resume.add_argument("--workers", type=int, help="runs at once (default: as saved)")
+    resume.add_argument(
+        "--stack", type=int, metavar="K", help=f"runs trained in one pass (default: as saved); {_STACK_HELP}"
+    )
     resume.add_argument("--quiet", action="store_true", help="only start, finish and failure lines")
     resume.set_defaults(handler=cmd_resume)
 
@@ -94,6 +101,14 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--workers", type=int, default=1, help="runs at once, in worker processes (default 1: in this process)"
     )
+    parser.add_argument(
+        "--stack",
+        type=int,
+        default=0,
+        metavar="K",
+        help=f"train up to K compatible runs in one pass (default 0: 24 on a GPU, 1 on a CPU); {_STACK_HELP}",
+    )
+    add_speed_arguments(parser)
     parser.add_argument(
         "--metrics", default="all", help=f"'all', 'none' or a comma-separated list of: {', '.join(METRIC_NAMES)}"
     )
@@ -150,9 +165,11 @@ def spec_from_args(args: argparse.Namespace) -> Any:
     plan = MetricPlan(names=names, divisor=divisor, seed=args.metric_seed, overrides=overrides)
     seeds = parse_seeds(args.seeds)
     if args.kind == "compare":
-        return ExperimentSpec.compare(base, args.beta, seeds=seeds, metrics=plan, workers=args.workers)
+        return ExperimentSpec.compare(
+            base, args.beta, seeds=seeds, metrics=plan, workers=args.workers, stack=args.stack
+        )
     return ExperimentSpec.sweep(
-        base, parse_floats(args.betas, "--betas"), seeds=seeds, metrics=plan, workers=args.workers
+        base, parse_floats(args.betas, "--betas"), seeds=seeds, metrics=plan, workers=args.workers, stack=args.stack
     )
 
 
@@ -168,18 +185,31 @@ def cmd_resume(args: argparse.Namespace) -> int:
     spec = load_spec(args.folder)
     if args.workers is not None:
         spec.workers = args.workers
+    if args.stack is not None:
+        spec.stack = args.stack
     return _run(Experiment(args.folder, spec.validate()), args.folder, quiet=args.quiet)
 
 
 def _run(experiment: Any, folder: Path, *, quiet: bool) -> int:
     spec = experiment.spec
-    print(f"{spec.kind}: {len(experiment.runs)} runs in {folder} ({spec.workers} at a time)", file=sys.stderr)
+    from bvae_desktop.core.stacked import resolve_stack_size
+
+    stack = resolve_stack_size(spec.stack, spec.base.device)
+    print(
+        f"{spec.kind}: {len(experiment.runs)} runs in {folder} ({spec.workers} at a time, up to {stack} in one pass)",
+        file=sys.stderr,
+    )
     printer = _EventPrinter(quiet=quiet)
-    previous = signal.signal(signal.SIGINT, _stop_on_interrupt(experiment))
+    handler = _stop_on_interrupt(experiment)
+    previous = {signum: signal.signal(signum, handler) for signum in _STOP_SIGNALS}
     try:
         complete = experiment.run(printer)
+    except KeyboardInterrupt:
+        print(f"aborted; unfinished runs keep their last checkpoints: bvae resume {folder}", file=sys.stderr)
+        return 130
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, old in previous.items():
+            signal.signal(signum, old)
     print(f"report: {Path(folder) / 'report.html'}", file=sys.stderr)
     if experiment.stopping:
         print(f"stopped; continue with: bvae resume {folder}", file=sys.stderr)
@@ -204,7 +234,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+_STOP_SIGNALS = tuple(s for s in (signal.SIGINT, getattr(signal, "SIGTERM", None)) if s is not None)
+
+
 def _stop_on_interrupt(experiment: Any) -> Any:
+    """First Ctrl-C (or SIGTERM) stops the runs at their next step, each saving; a second one aborts."""
+
     def handler(signum: int, frame: FrameType | None) -> None:
         if experiment.stopping:
             raise KeyboardInterrupt

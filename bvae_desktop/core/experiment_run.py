@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from bvae_desktop.core.atomic import atomic_write_text
-from bvae_desktop.core.checkpoint import load_checkpoint
+from bvae_desktop.core.checkpoint import Checkpoint, load_checkpoint
 from bvae_desktop.core.config import TrainConfig
 from bvae_desktop.core.data.imageset import ImageSet
 from bvae_desktop.core.device import device_label
@@ -102,6 +102,34 @@ def read_result(run_dir: Path) -> dict[str, Any] | None:
     return data
 
 
+def _resume_point(run_dir: Path) -> Checkpoint | None:
+    """The run's checkpoint to continue from, if it has a readable one."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint_path = run_dir / CHECKPOINT_NAME
+    if not checkpoint_path.exists():
+        return None
+    try:
+        return load_checkpoint(checkpoint_path)
+    except CheckpointError:
+        return None  # a damaged partial run starts over rather than blocking the sweep
+
+
+@dataclass
+class _Tally:
+    """What a run's result needs from its training events."""
+
+    start_step: int
+    started: float = field(default_factory=time.perf_counter)
+    tail: list[tuple[float, float, float]] = field(default_factory=list)
+    kl_per_dim: tuple[float, ...] = ()
+    last_report: float = 0.0
+
+    def add(self, event: Any) -> None:
+        self.tail.append((event.loss, event.recon, event.kl))
+        del self.tail[:-_TRAIN_TAIL]
+        self.kl_per_dim = event.kl_per_dim
+
+
 def execute_run(
     run: RunSpec,
     run_dir: Path,
@@ -116,36 +144,91 @@ def execute_run(
 
     Raises RunStopped when `should_stop()` turns true; the checkpoint then holds the last step.
     """
-    run_dir.mkdir(parents=True, exist_ok=True)
-    checkpoint_path = run_dir / CHECKPOINT_NAME
-    resume = None
-    if checkpoint_path.exists():
-        try:
-            resume = load_checkpoint(checkpoint_path)
-        except CheckpointError:
-            resume = None  # a damaged partial run starts over rather than blocking the sweep
-    trainer = Trainer(run.config, dataset=dataset, run_dir=run_dir, resume=resume)
-    started = time.perf_counter()
-    start_step = trainer.step
-    tail: list[tuple[float, float, float]] = []
-    last_report = 0.0
-    kl_per_dim: tuple[float, ...] = ()
+    trainer = Trainer(run.config, dataset=dataset, run_dir=run_dir, resume=_resume_point(run_dir))
+    tally = _Tally(trainer.step)
     for event in trainer.steps():
-        tail.append((event.loss, event.recon, event.kl))
-        del tail[:-_TRAIN_TAIL]
-        kl_per_dim = event.kl_per_dim
+        tally.add(event)
         if should_stop():
             trainer.stop()
-        now = time.perf_counter()
-        if progress is not None and (now - last_report >= progress_every or event.done):
-            last_report = now
-            progress("step", _step_info(event))
+        _report(progress, event, tally, progress_every)
     if trainer.step < run.config.steps:
         raise RunStopped(f"{run.name} stopped at step {trainer.step:,} of {run.config.steps:,}")
-    train_seconds = time.perf_counter() - started
+    return finish_run(run, run_dir, trainer, tally, plan, should_stop=should_stop, progress=progress)
+
+
+StackProgress = Callable[[str, str, dict[str, Any]], None]
+"""progress(kind, run name, info), as `Progress` with the run's name first."""
+
+
+def execute_stack(
+    runs: list[RunSpec],
+    run_dirs: list[Path],
+    plan: MetricPlan,
+    *,
+    dataset: ImageSet | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+    progress: StackProgress | None = None,
+    progress_every: float = 0.25,
+) -> dict[str, dict[str, Any] | BaseException]:
+    """Train `runs` as one stack (`core/stacked.py`), then score each; per run its result or its exception.
+
+    A run that goes non-finite fails alone (TrainingError); when stopped, every unfinished run gets
+    RunStopped and keeps its checkpoint. Scoring goes run after run, on the stack's device.
+    """
+    from bvae_desktop.core.stacked import StackedTrainer
+
+    stack = StackedTrainer(
+        [run.config for run in runs],
+        run_dirs=run_dirs,
+        dataset=dataset,
+        resumes=[_resume_point(run_dir) for run_dir in run_dirs],
+    )
+    tallies = [_Tally(member.step) for member in stack.members]
+    for index, event in stack.steps():
+        tallies[index].add(event)
+        if should_stop() and not stack.stopped:
+            stack.stop()
+        if progress is not None:
+            name = runs[index].name
+            _report(lambda kind, info, name=name: progress(kind, name, info), event, tallies[index], progress_every)
+    outcomes: dict[str, dict[str, Any] | BaseException] = {}
+    for index, (run, run_dir, member) in enumerate(zip(runs, run_dirs, stack.members, strict=True)):
+        if index in stack.failures:
+            outcomes[run.name] = stack.failures[index]
+        elif member.step < run.config.steps:
+            outcomes[run.name] = RunStopped(f"{run.name} stopped at step {member.step:,} of {run.config.steps:,}")
+        else:
+            run_progress = None if progress is None else (lambda kind, info, name=run.name: progress(kind, name, info))
+            try:
+                outcomes[run.name] = finish_run(
+                    run, run_dir, member, tallies[index], plan, should_stop=should_stop, progress=run_progress
+                )
+            except RunStopped as exc:
+                outcomes[run.name] = exc
+    return outcomes
+
+
+def _report(progress: Progress | None, event: Any, tally: _Tally, every: float) -> None:
+    now = time.perf_counter()
+    if progress is not None and (now - tally.last_report >= every or event.done):
+        tally.last_report = now
+        progress("step", _step_info(event))
+
+
+def finish_run(
+    run: RunSpec,
+    run_dir: Path,
+    trainer: Trainer,
+    tally: _Tally,
+    plan: MetricPlan,
+    *,
+    should_stop: Callable[[], bool] = lambda: False,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Validate and score a trained run, then write its result.json (last, atomically) and return it."""
+    train_seconds = time.perf_counter() - tally.started
     validation = trainer.validate()
-    if not kl_per_dim:
-        kl_per_dim = tuple(_kl_per_dim_on_validation(trainer))
+    kl_per_dim = tally.kl_per_dim or tuple(_kl_per_dim_on_validation(trainer))
     scored_at = time.perf_counter()
     metrics = score_trainer(trainer, plan, should_stop=should_stop, progress=progress)
     result = {
@@ -160,7 +243,7 @@ def execute_run(
         "seed": run.config.seed,
         "steps": trainer.step,
         "device": device_label(trainer.device),
-        "train": _tail_means(tail),
+        "train": _tail_means(tally.tail),
         "validation": {k: float(v) for k, v in validation.items()},
         "kl_per_dim": [float(v) for v in kl_per_dim],
         "metrics": metrics,
@@ -168,7 +251,7 @@ def execute_run(
         "seconds": {
             "train": round(train_seconds, 2),
             "metrics": round(time.perf_counter() - scored_at, 2),
-            "trained_steps_this_session": trainer.step - start_step,
+            "trained_steps_this_session": trainer.step - tally.start_step,
         },
     }
     atomic_write_text(run_dir / RESULT_NAME, json.dumps(result, indent=2, default=_json_default) + "\n")
@@ -183,6 +266,7 @@ def score_trainer(
     progress: Progress | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Every planned metric on the trained encoder's means, on the trainer's device (the model is idle now)."""
+    trainer.sync_model()
     model = trainer.model.eval()
     device = trainer.device
     data = trainer.dataset
@@ -249,6 +333,7 @@ def _tail_means(tail: list[tuple[float, float, float]]) -> dict[str, float]:
 
 @torch.no_grad()
 def _kl_per_dim_on_validation(trainer: Trainer) -> np.ndarray:
+    trainer.sync_model()
     indices = torch.as_tensor(trainer.val_indices[: trainer.config.batch_size * trainer.config.val_batches])
     x = trainer.dataset.batch(indices, trainer.device).float().div_(255.0)
     mean, logvar = trainer.model.eval().encode(x)
@@ -272,6 +357,8 @@ __all__ = [
     "RunSpec",
     "RunStopped",
     "execute_run",
+    "execute_stack",
+    "finish_run",
     "read_result",
     "score_trainer",
 ]

@@ -22,6 +22,7 @@ import os
 import queue
 import signal
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -33,7 +34,14 @@ from bvae_desktop.core.config import TrainConfig
 from bvae_desktop.core.data import load_dataset
 from bvae_desktop.core.data.imageset import ImageSet
 from bvae_desktop.core.errors import BvaeError, ConfigError
-from bvae_desktop.core.experiment_run import MetricPlan, RunSpec, RunStopped, execute_run, read_result
+from bvae_desktop.core.experiment_run import (
+    MetricPlan,
+    RunSpec,
+    RunStopped,
+    execute_run,
+    execute_stack,
+    read_result,
+)
 from bvae_desktop.core.jsonfile import read_json_object
 
 SPEC_NAME = "experiment.json"
@@ -57,6 +65,7 @@ class ExperimentSpec:
     seeds: list[int] = field(default_factory=lambda: [0])
     metrics: MetricPlan = field(default_factory=MetricPlan)
     workers: int = 1
+    stack: int = 0  # runs trained in one pass (core/stacked.py); 0: automatic (24 on a GPU, 1 on a CPU)
 
     @classmethod
     def sweep(cls, base: TrainConfig, betas: Sequence[float] = DEFAULT_BETAS, **options: Any) -> ExperimentSpec:
@@ -86,6 +95,8 @@ class ExperimentSpec:
             raise ConfigError(f"seeds repeat: {self.seeds}")
         if not isinstance(self.workers, int) or self.workers < 1:
             raise ConfigError(f"workers must be a positive integer; got {self.workers!r}")
+        if not isinstance(self.stack, int) or isinstance(self.stack, bool) or self.stack < 0:
+            raise ConfigError(f"stack must be a non-negative integer (0: automatic); got {self.stack!r}")
         if self.metrics.divisor < 1:
             raise ConfigError(f"the metric count divisor must be at least 1; got {self.metrics.divisor}")
         from bvae_desktop.core.metrics import metric_names
@@ -126,6 +137,7 @@ class ExperimentSpec:
             "seeds": list(self.seeds),
             "metrics": self.metrics.to_dict(),
             "workers": self.workers,
+            "stack": self.stack,
         }
 
     @classmethod
@@ -140,12 +152,13 @@ class ExperimentSpec:
                 seeds=[int(s) for s in data["seeds"]],
                 metrics=MetricPlan.from_dict(data.get("metrics", {})),
                 workers=int(data.get("workers", 1)),
+                stack=int(data.get("stack", 0)),
             ).validate()
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"{source}: damaged experiment spec ({exc!r})") from None
 
     def same_runs_as(self, other: ExperimentSpec) -> bool:
-        """True when both would train and score the same runs (how many workers does not matter)."""
+        """True when both would train and score the same runs (how many workers or stacked does not matter)."""
         ours = {r.name: r.config.to_dict() for r in self.runs()}
         theirs = {r.name: r.config.to_dict() for r in other.runs()}
         return ours == theirs and self.metrics.to_dict() == other.metrics.to_dict()
@@ -229,10 +242,11 @@ class Experiment:
         self.publish()
         failed: list[str] = []
         if pending and not self.stopping:
-            if self.spec.workers > 1 and len(pending) > 1:
-                self._run_parallel(pending, sink, failed)
+            stacks = self.stacks(pending)
+            if self.spec.workers > 1 and len(stacks) > 1:
+                self._run_parallel(stacks, sink, failed)
             else:
-                self._run_here(pending, sink, failed)
+                self._run_here(stacks, sink, failed)
         self.publish()
         finished = sum(r is not None for r in self.results().values())
         complete = finished == len(self.runs)
@@ -244,6 +258,13 @@ class Experiment:
         )
         return complete
 
+    def stacks(self, pending: list[RunSpec]) -> list[list[RunSpec]]:
+        """The pending runs in groups that train in one pass: `spec.stack` compatible runs each."""
+        from bvae_desktop.core.stacked import group_stackable, resolve_stack_size
+
+        size = resolve_stack_size(self.spec.stack, self.spec.base.device)
+        return [[pending[i] for i in group] for group in group_stackable([r.config for r in pending], size)]
+
     def publish(self) -> None:
         """Rewrite results.json/.h5 and the report from the finished runs."""
         from bvae_desktop.core.experiment_report import write_report
@@ -253,65 +274,101 @@ class Experiment:
         write_report(self)
 
     # ----- in this process ---------------------------------------------------------------------
-    def _run_here(self, pending: list[RunSpec], sink: EventSink, failed: list[str]) -> None:
+    def _run_here(self, stacks: list[list[RunSpec]], sink: EventSink, failed: list[str]) -> None:
         datasets: dict[tuple[str, str | None], ImageSet] = {}
-        for run in pending:
+        for stack in stacks:
             if self.stopping:
                 break
-            key = (run.config.dataset, run.config.data_path)
-            sink(ExperimentEvent("started", run.name, {"label": run.label, "total": run.config.steps}))
+            key = (stack[0].config.dataset, stack[0].config.data_path)
+            for run in stack:
+                sink(ExperimentEvent("started", run.name, {"label": run.label, "total": run.config.steps}))
             try:
                 if key not in datasets:
                     datasets[key] = load_dataset(*key)
-                result = execute_run(
+                outcomes = self._train_here(stack, datasets[key], sink)
+            except (BvaeError, RuntimeError, ValueError, OSError) as exc:
+                outcomes = {run.name: exc for run in stack}
+            stopped = False
+            for run in stack:
+                outcome = outcomes[run.name]
+                if isinstance(outcome, RunStopped):
+                    stopped = True
+                    sink(ExperimentEvent("stopped", run.name, {"message": str(outcome)}))
+                elif isinstance(outcome, BaseException):
+                    failed.append(run.name)
+                    sink(ExperimentEvent("failed", run.name, {"message": f"{type(outcome).__name__}: {outcome}"}))
+                else:
+                    self.publish()
+                    sink(ExperimentEvent("finished", run.name, {"label": run.label}, outcome))
+            if stopped:
+                break
+
+    def _train_here(
+        self, stack: list[RunSpec], dataset: ImageSet, sink: EventSink
+    ) -> dict[str, dict[str, Any] | BaseException]:
+        """One run alone, or a stack of runs in one pass; each run's result or exception."""
+        if len(stack) > 1:
+            return execute_stack(
+                stack,
+                [self.run_dir(run) for run in stack],
+                self.spec.metrics,
+                dataset=dataset,
+                should_stop=self._stop.is_set,
+                progress=lambda kind, name, info: sink(ExperimentEvent(kind, name, info)),
+            )
+        run = stack[0]
+        try:
+            return {
+                run.name: execute_run(
                     run,
                     self.run_dir(run),
                     self.spec.metrics,
-                    dataset=datasets[key],
+                    dataset=dataset,
                     should_stop=self._stop.is_set,
-                    progress=lambda kind, info, name=run.name: sink(ExperimentEvent(kind, name, info)),
+                    progress=lambda kind, info: sink(ExperimentEvent(kind, run.name, info)),
                 )
-            except RunStopped as exc:
-                sink(ExperimentEvent("stopped", run.name, {"message": str(exc)}))
-                break
-            except (BvaeError, RuntimeError, ValueError, OSError) as exc:
-                failed.append(run.name)
-                sink(ExperimentEvent("failed", run.name, {"message": f"{type(exc).__name__}: {exc}"}))
-                continue
-            self.publish()
-            sink(ExperimentEvent("finished", run.name, {"label": run.label}, result))
+            }
+        except (RunStopped, BvaeError, RuntimeError, ValueError, OSError) as exc:
+            return {run.name: exc}
 
     # ----- in worker processes -----------------------------------------------------------------
-    def _run_parallel(self, pending: list[RunSpec], sink: EventSink, failed: list[str]) -> None:
+    def _run_parallel(self, stacks: list[list[RunSpec]], sink: EventSink, failed: list[str]) -> None:
         context = multiprocessing.get_context("spawn")  # fork would copy torch's threads and CUDA state
         messages = context.Queue()
         stop = context.Event()
-        workers = min(self.spec.workers, len(pending))
+        workers = min(self.spec.workers, len(stacks))
         threads = max(1, (os.cpu_count() or 1) // workers)
-        by_name = {run.name: run for run in pending}
+        by_name = {run.name: run for stack in stacks for run in stack}
         with ProcessPoolExecutor(
             workers, mp_context=context, initializer=_init_worker, initargs=(messages, stop, threads)
         ) as pool:
-            futures: dict[Future, str] = {
-                pool.submit(_work, run.to_dict(), str(self.run_dir(run)), self.spec.metrics.to_dict()): run.name
-                for run in pending
+            futures: dict[Future, list[str]] = {
+                pool.submit(
+                    _work,
+                    [run.to_dict() for run in stack],
+                    [str(self.run_dir(run)) for run in stack],
+                    self.spec.metrics.to_dict(),
+                ): [run.name for run in stack]
+                for stack in stacks
             }
             while futures:
                 if self.stopping:
                     stop.set()
                 self._drain(messages, sink, timeout=0.2)
                 for future in [f for f in futures if f.done()]:
-                    name = futures.pop(future)
+                    names = futures.pop(future)
                     self._drain(messages, sink, timeout=0.0)
-                    outcome = _outcome(future)
-                    if outcome["status"] == "finished":
-                        self.publish()
-                        sink(ExperimentEvent("finished", name, {"label": by_name[name].label}, outcome["result"]))
-                    elif outcome["status"] == "stopped":
-                        sink(ExperimentEvent("stopped", name, {"message": outcome["message"]}))
-                    else:
-                        failed.append(name)
-                        sink(ExperimentEvent("failed", name, {"message": outcome["message"]}))
+                    outcomes = _outcomes(future, names)
+                    for name in names:
+                        outcome = outcomes[name]
+                        if outcome["status"] == "finished":
+                            self.publish()
+                            sink(ExperimentEvent("finished", name, {"label": by_name[name].label}, outcome["result"]))
+                        elif outcome["status"] == "stopped":
+                            sink(ExperimentEvent("stopped", name, {"message": outcome["message"]}))
+                        else:
+                            failed.append(name)
+                            sink(ExperimentEvent("failed", name, {"message": outcome["message"]}))
         self._drain(messages, sink, timeout=0.0)
 
     @staticmethod
@@ -330,16 +387,22 @@ class Experiment:
             sink(ExperimentEvent(kind, name, info))
 
 
-def _outcome(future: Future) -> dict[str, Any]:
+def _outcomes(future: Future, names: list[str]) -> dict[str, dict[str, Any]]:
     try:
         return future.result()
-    except Exception as exc:  # a worker that died (killed, out of memory) fails its run, not the sweep
-        return {"status": "failed", "message": f"worker process failed: {type(exc).__name__}: {exc}"}
+    except Exception as exc:  # a worker that died (killed, out of memory) fails its runs, not the sweep
+        message = f"worker process failed: {type(exc).__name__}: {exc}"
+        return {name: {"status": "failed", "message": message} for name in names}
 
 
 _worker_messages: Any = None
 _worker_stop: Any = None
 _worker_parent: int | None = None
+
+
+_worker_busy = threading.Event()
+ORPHAN_POLL_S = 0.5  # how often a worker checks that its parent lives
+ORPHAN_GRACE_S = 60.0  # how long a worker in a run may take to stop and save before it exits anyway
 
 
 def _init_worker(messages: Any, stop: Any, threads: int) -> None:
@@ -348,9 +411,22 @@ def _init_worker(messages: Any, stop: Any, threads: int) -> None:
     # Ctrl-C reaches every process of the terminal's group: workers stop through `stop`, as the
     # parent decides, so each keeps a loadable checkpoint instead of dying mid-step
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_when_orphaned, name="orphan-watch", daemon=True).start()
     import torch
 
     torch.set_num_threads(threads)
+
+
+def _exit_when_orphaned() -> None:
+    """An idle pool worker blocks on a pipe read forever once its parent is killed (SIGKILL runs no
+    cleanup). Exit as soon as the parent is gone; a worker in a run first lets it stop at its next step
+    and save its checkpoint (`_worker_should_stop`), within `ORPHAN_GRACE_S`."""
+    while os.getppid() == _worker_parent:
+        time.sleep(ORPHAN_POLL_S)
+    deadline = time.monotonic() + ORPHAN_GRACE_S
+    while _worker_busy.is_set() and time.monotonic() < deadline:
+        time.sleep(ORPHAN_POLL_S)
+    os._exit(0)
 
 
 def _worker_should_stop() -> bool:
@@ -359,22 +435,57 @@ def _worker_should_stop() -> bool:
     return _worker_stop.is_set() or os.getppid() != _worker_parent
 
 
-def _work(run_data: dict[str, Any], run_dir: str, plan_data: dict[str, Any]) -> dict[str, Any]:
-    """One run in a worker process; returns plain data (exceptions do not always pickle)."""
-    run = RunSpec.from_dict(run_data)
+def _work(run_data: list[dict[str, Any]], run_dirs: list[str], plan_data: dict[str, Any]) -> dict[str, Any]:
+    """One run, or one stack of runs, in a worker process; per run plain data (exceptions do not always pickle)."""
+    runs = [RunSpec.from_dict(data) for data in run_data]
     if _worker_should_stop():
-        return {"status": "stopped", "message": f"{run.name} not started: the experiment was stopped"}
-    _worker_messages.put(("started", run.name, {"label": run.label, "total": run.config.steps}))
+        return {
+            run.name: {"status": "stopped", "message": f"{run.name} not started: the experiment was stopped"}
+            for run in runs
+        }
+    for run in runs:
+        _worker_messages.put(("started", run.name, {"label": run.label, "total": run.config.steps}))
+    plan = MetricPlan.from_dict(plan_data)
+    _worker_busy.set()
     try:
-        result = execute_run(
-            run,
-            Path(run_dir),
-            MetricPlan.from_dict(plan_data),
-            should_stop=_worker_should_stop,
-            progress=lambda kind, info: _worker_messages.put((kind, run.name, info)),
-        )
-    except RunStopped as exc:
-        return {"status": "stopped", "message": str(exc)}
-    except Exception as exc:
-        return {"status": "failed", "message": f"{type(exc).__name__}: {exc}"}
-    return {"status": "finished", "result": result}
+        outcomes = _train_in_worker(runs, run_dirs, plan)
+    finally:
+        _worker_busy.clear()
+    return {name: _plain_outcome(outcome) for name, outcome in outcomes.items()}
+
+
+def _train_in_worker(runs: list[RunSpec], run_dirs: list[str], plan: MetricPlan) -> dict[str, Any]:
+    if len(runs) == 1:
+        run = runs[0]
+        try:
+            outcomes: dict[str, Any] = {
+                run.name: execute_run(
+                    run,
+                    Path(run_dirs[0]),
+                    plan,
+                    should_stop=_worker_should_stop,
+                    progress=lambda kind, info: _worker_messages.put((kind, run.name, info)),
+                )
+            }
+        except Exception as exc:
+            outcomes = {run.name: exc}
+    else:
+        try:
+            outcomes = execute_stack(
+                runs,
+                [Path(d) for d in run_dirs],
+                plan,
+                should_stop=_worker_should_stop,
+                progress=lambda kind, name, info: _worker_messages.put((kind, name, info)),
+            )
+        except Exception as exc:
+            outcomes = {run.name: exc for run in runs}
+    return outcomes
+
+
+def _plain_outcome(outcome: Any) -> dict[str, Any]:
+    if isinstance(outcome, RunStopped):
+        return {"status": "stopped", "message": str(outcome)}
+    if isinstance(outcome, BaseException):
+        return {"status": "failed", "message": f"{type(outcome).__name__}: {outcome}"}
+    return {"status": "finished", "result": outcome}

@@ -52,13 +52,18 @@ def capacity_at(step: int, c_max: float, c_steps: int) -> float:
     return float(c_max) * min(1.0, max(0, step) / float(c_steps))
 
 
-def _terms(
+def loss_terms(
     output: torch.Tensor, target: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor, reconstruction: str
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(reconstruction, KL per dimension, total KL): what every objective weighs differently."""
     recon = reconstruction_loss(output, target, reconstruction)
     kl_dims = kl_per_dimension(mean, logvar)
     return recon, kl_dims, kl_dims.sum()
+
+
+Weight = float | torch.Tensor
+"""β (or γ) as a Python float, or as a device tensor where a compiled or stacked step must not
+specialise on its value (a float baked into a compiled graph would recompile at every change)."""
 
 
 class BetaHLoss:
@@ -73,8 +78,16 @@ class BetaHLoss:
     def __call__(
         self, output: torch.Tensor, target: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor, step: int
     ) -> LossTerms:
-        recon, kl_dims, kl = _terms(output, target, mean, logvar, self.reconstruction)
-        return LossTerms(recon + self.beta * kl, recon, kl, kl_dims, self.beta)
+        recon, kl_dims, kl = loss_terms(output, target, mean, logvar, self.reconstruction)
+        return LossTerms(self.combine(recon, kl, self.beta, None), recon, kl, kl_dims, self.beta)
+
+    def capacity(self, step: int) -> float | None:
+        """The capacity target at `step`; None for objectives without one."""
+        return None
+
+    @staticmethod
+    def combine(recon: torch.Tensor, kl: torch.Tensor, weight: Weight, capacity: Weight | None) -> torch.Tensor:
+        return recon + weight * kl
 
 
 class VAELoss(BetaHLoss):
@@ -100,10 +113,16 @@ class BetaBLoss:
     def __call__(
         self, output: torch.Tensor, target: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor, step: int
     ) -> LossTerms:
-        recon, kl_dims, kl = _terms(output, target, mean, logvar, self.reconstruction)
-        capacity = capacity_at(step, self.c_max, self.c_steps)
-        total = recon + self.beta * (kl - capacity).abs()
-        return LossTerms(total, recon, kl, kl_dims, self.beta, capacity)
+        recon, kl_dims, kl = loss_terms(output, target, mean, logvar, self.reconstruction)
+        capacity = self.capacity(step)
+        return LossTerms(self.combine(recon, kl, self.beta, capacity), recon, kl, kl_dims, self.beta, capacity)
+
+    def capacity(self, step: int) -> float:
+        return capacity_at(step, self.c_max, self.c_steps)
+
+    @staticmethod
+    def combine(recon: torch.Tensor, kl: torch.Tensor, weight: Weight, capacity: Weight | None) -> torch.Tensor:
+        return recon + weight * (kl - capacity).abs()
 
 
 Objective = BetaHLoss | BetaBLoss

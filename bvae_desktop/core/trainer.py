@@ -5,29 +5,40 @@ Pause, resume, stop and set_beta may be called from any thread; they take effect
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from bvae_desktop.core.checkpoint import Checkpoint, library_versions, load_checkpoint, save_checkpoint
+from bvae_desktop.core.atomic import remove_stale_temp_files
+from bvae_desktop.core.checkpoint import (
+    Checkpoint,
+    check_finite_weights,
+    library_versions,
+    load_checkpoint,
+    save_checkpoint,
+)
 from bvae_desktop.core.config import TrainConfig, beta_normalised
 from bvae_desktop.core.data import ImageSet, load_dataset, split_indices
 from bvae_desktop.core.device import pick_device
-from bvae_desktop.core.errors import CheckpointError, DatasetError, TrainingError
+from bvae_desktop.core.errors import CheckpointError, ConfigError, DatasetError, TrainingError
 from bvae_desktop.core.nets import BetaVAE, to_unit_float
-from bvae_desktop.core.objectives import LossTerms, make_objective
+from bvae_desktop.core.objectives import LossTerms, Weight, loss_terms, make_objective
 from bvae_desktop.core.runlog import RunLog
 
 CHECKPOINT_NAME = "checkpoint.pt"
 RUNLOG_NAME = "runlog.h5"
 CONFIG_NAME = "config.json"
 _RATE_SMOOTHING = 0.9
+DEVICE_SYNC_EVERY = 50  # steps between host reads on a GPU when config.sync_every is 0 (automatic)
+READ_INTERVAL_S = 0.1  # and at least this often, so a window still sees ~10 updates a second
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -54,8 +65,29 @@ class StepEvent:
         return self.step >= self.total_steps
 
 
+@dataclass
+class _PendingStep:
+    """A trained step whose numbers may still sit on the device (read in blocks, see `Trainer.steps`)."""
+
+    step: int
+    values: torch.Tensor | list[float]  # total, recon, KL, KL per dimension
+    beta: float
+    capacity: float | None
+    beta_changed: bool
+
+
+LossFunction = Callable[[torch.Tensor, torch.Tensor, Weight, Weight | None], tuple[torch.Tensor, torch.Tensor]]
+
+
 class Trainer:
-    """Train one β-VAE. Give `run_dir` to get checkpoints, a run log and the config on disk."""
+    """Train one β-VAE. Give `run_dir` to get checkpoints, a run log and the config on disk.
+
+    On the CPU every step's numbers are read at once and a non-finite loss stops before the update,
+    as it always did. On a GPU the host never waits on a step: the losses stay on the device and are
+    read in blocks (`config.sync_every`, and at every validation, checkpoint, pause and stop), the
+    finite check runs on the device and gates the (fused) Adam update, so a bad step and every step
+    after it in its block leave the weights as they were; the halt names the first bad step.
+    """
 
     def __init__(
         self,
@@ -77,7 +109,9 @@ class Trainer:
         if self._use_channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self._autocast = self.device.type == "cuda" and config.bf16
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
+        self.sync_every = config.sync_every or (1 if self.device.type == "cpu" else DEVICE_SYNC_EVERY)
+        self.optimizer, self._device_guard = self._make_optimizer()
+        self._healthy = torch.ones((), dtype=torch.bool, device=self.device)
         self.objective = make_objective(config, self.image_shape[0])
         train_idx, val_idx = split_indices(len(self.dataset), config.val_fraction, config.seed)
         self.train_indices = torch.as_tensor(train_idx, device=self.device)
@@ -93,7 +127,14 @@ class Trainer:
         self._beta_lock = threading.Lock()
         self._pending_beta: float | None = None
         self._last_saved_step = -1
-        self._values: list[float] = []
+        self._pending: list[_PendingStep] = []
+        self._rate = 0.0
+        self._read_clock = time.perf_counter()
+        self.before_model_read: Callable[[], None] | None = None  # a stacked trainer writes its weights back here
+        self.compile_status = "off"
+        self.compile_seconds: float | None = None
+        self._compile_pending_log = False
+        self._compiled: LossFunction | None = self._make_compiled()
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.checkpoint_path = self.run_dir / CHECKPOINT_NAME if self.run_dir else None
         if resume is not None:
@@ -101,8 +142,43 @@ class Trainer:
         self.log: RunLog | None = None
         if self.run_dir is not None:
             self.run_dir.mkdir(parents=True, exist_ok=True)
+            remove_stale_temp_files(self.run_dir)  # what a kill mid-write left behind
             config.save(self.run_dir / CONFIG_NAME)
             self._open_log()
+
+    def _make_optimizer(self) -> tuple[torch.optim.Adam, bool]:
+        """Adam; fused with a device-side skip (`found_inf`) when steps are not read one by one."""
+        params = list(self.model.parameters())
+        if self.sync_every > 1:
+            try:
+                return torch.optim.Adam(params, lr=self.config.lr, fused=True), True
+            except (RuntimeError, ValueError) as exc:  # a device without fused Adam: read every step instead
+                _log.warning("fused Adam unavailable on %s (%s): reading every step", self.device, exc)
+                self.sync_every = 1
+        return torch.optim.Adam(params, lr=self.config.lr), False
+
+    def _make_compiled(self) -> LossFunction | None:
+        """torch.compile'd loss (forward and, through AOTAutograd, backward); None when eager is asked for."""
+        mode = self.config.compile
+        if mode == "off" or (mode == "auto" and self.device.type != "cuda"):
+            return None
+        compiler = getattr(torch, "compile", None)
+        if compiler is None:
+            self._compile_failed("this torch has no torch.compile")
+            return None
+        try:
+            compiled = compiler(self._loss, dynamic=False)
+        except Exception as exc:  # noqa: BLE001 - any failure falls back to eager, never a crash
+            self._compile_failed(f"{type(exc).__name__}: {exc}")
+            return None
+        self.compile_status = "compiling"
+        self._weight_t = torch.zeros((), device=self.device)
+        self._capacity_t = torch.zeros((), device=self.device)
+        return compiled
+
+    def _compile_failed(self, reason: str) -> None:
+        self.compile_status = f"failed, eager ({reason.splitlines()[0][:200]})"
+        _log.warning("torch.compile unavailable or failed: %s; training continues eagerly", reason)
 
     def _open_log(self) -> None:
         """Open (or reopen, after a halt) the run log, dropping rows past the current step."""
@@ -146,35 +222,99 @@ class Trainer:
 
     # ----- the loop ------------------------------------------------------------------------
     def steps(self) -> Iterator[StepEvent]:
-        """Train until config.steps or stop(); the run folder always ends with a loadable checkpoint."""
+        """Train until config.steps or stop(); the run folder always ends with a loadable checkpoint.
+
+        Events come in blocks when steps are read in blocks (on a GPU); every step gets its event
+        and its run-log row. A non-finite loss raises TrainingError once the steps before it are out.
+        """
         config = self.config
-        rate = 0.0
-        last_time = time.perf_counter()
+        self._read_clock = time.perf_counter()
         self._open_log()  # steps() may be called again after a TrainingError: the model is still good
         try:
             while self.step < config.steps and not self._stop.is_set():
-                if self._pause.is_set() and not self.wait_while_paused():
-                    break
+                if self._pause.is_set():
+                    yield from self._read_pending()
+                    if not self.wait_while_paused():
+                        break
+                    self._read_clock = time.perf_counter()  # a pause is not training time
                 beta_changed = self._apply_pending_beta()
-                terms = self._train_step()
-                now = time.perf_counter()
-                instant = config.batch_size / max(now - last_time, 1e-9)
-                rate = instant if rate == 0.0 else _RATE_SMOOTHING * rate + (1 - _RATE_SMOOTHING) * instant
-                last_time = now
-                event = self._event(terms, rate, beta_changed)
-                yield event
+                self._pending.append(self._train_step(beta_changed))
+                if self._read_due():
+                    yield from self._read_pending()
+            yield from self._read_pending()
         except GeneratorExit:  # the consumer let go (a window closing): keep what was trained
             self._finish(save=True)
             raise
-        except BaseException:  # a non-finite loss or an abort: the last good checkpoint stays as it is
+        except TrainingError:  # a non-finite loss: the model in memory is still good, steps() may go on
             self._finish(save=False)
+            raise
+        except BaseException:  # an abort (a second Ctrl-C): the last checkpoint stays, the log is cut back to it
+            self._finish(save=False, keep_rows_after_checkpoint=False)
             raise
         self._finish(save=True)
 
-    def _finish(self, *, save: bool) -> None:
+    def _read_due(self) -> bool:
+        """Read at every validation and checkpoint step, at the end, on pause or stop, and every block."""
+        step, config = self.step, self.config
+        return (
+            len(self._pending) >= self.sync_every
+            or step % config.val_every == 0
+            or (self.run_dir is not None and step % config.checkpoint_every == 0)
+            or step >= config.steps
+            or self._stop.is_set()
+            or self._pause.is_set()
+            or time.perf_counter() - self._read_clock >= READ_INTERVAL_S
+        )
+
+    def _read_pending(self) -> Iterator[StepEvent]:
+        """Read the pending steps in one transfer, log and validate them, then hand out their events.
+
+        Everything is written before the first event goes out, so a consumer that lets go mid-block
+        loses nothing.
+        """
+        events, error = self._record_pending()
+        yield from events
+        if error is not None:
+            raise error
+
+    def _record_pending(self) -> tuple[list[StepEvent], TrainingError | None]:
+        pending, self._pending = self._pending, []
+        if not pending:
+            return [], None
+        rows = _host_rows([p.values for p in pending])
+        now = time.perf_counter()
+        instant = len(pending) * self.config.batch_size / max(now - self._read_clock, 1e-9)
+        self._rate = instant if self._rate == 0.0 else _RATE_SMOOTHING * self._rate + (1 - _RATE_SMOOTHING) * instant
+        self._read_clock = now
+        events: list[StepEvent] = []
+        for item, row in zip(pending, rows, strict=True):
+            if not all(math.isfinite(v) for v in row[:3]):
+                return events, self._halt(item, row[0])
+            events.append(self.record_step(item.step, row, item.beta, item.capacity, self._rate, item.beta_changed))
+        return events, None
+
+    def _halt(self, bad: _PendingStep, loss: float) -> TrainingError:
+        """The device skipped the bad step's update and every one after it: the weights are those of the
+        step before; count from there."""
+        self.step = bad.step - 1
+        self._healthy.fill_(True)
+        kept = f"; the last good checkpoint {self.checkpoint_path} is kept" if self.checkpoint_path else ""
+        return TrainingError(
+            f"non-finite loss ({loss}) at step {bad.step}: training stopped{kept}. "
+            "Lower the learning rate or β, or check the data."
+        )
+
+    def _finish(self, *, save: bool, keep_rows_after_checkpoint: bool = True) -> None:
+        if save:
+            events, _error = self._record_pending()  # steps trained but not read yet still get their rows
+            del events
+        else:
+            self._pending = []
         if save and self.run_dir is not None and self.step > 0 and self._last_saved_step != self.step:
             self.save_checkpoint()
         if self.log is not None:
+            if not keep_rows_after_checkpoint:
+                self.log.truncate_after(max(self._last_saved_step, 0))
             self.log.close()
             self.log = None
 
@@ -213,73 +353,140 @@ class Trainer:
             x = x.contiguous(memory_format=torch.channels_last)
         return x
 
-    def _forward(self, x: torch.Tensor, noise: torch.Tensor, step: int) -> LossTerms:
-        with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self._autocast):
-            output, mean, logvar = self.model(x, noise)
-        return self.objective(output, x, mean, logvar, step)
-
-    def _train_step(self) -> LossTerms:
+    def draw_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next training batch and its reparameterisation noise, from this run's own generator."""
         config = self.config
         pick = torch.randint(
             len(self.train_indices), (config.batch_size,), generator=self.generator, device=self.device
         )
         x = self._batch(self.train_indices[pick])
         noise = torch.randn((config.batch_size, config.latent_dim), generator=self.generator, device=self.device)
-        self.model.train()
-        terms = self._forward(x, noise, self.step)
-        self.optimizer.zero_grad(set_to_none=True)
-        terms.total.backward()
-        values = torch.cat(
-            [torch.stack([terms.total.detach(), terms.recon.detach(), terms.kl.detach()]), terms.kl_per_dim.detach()]
-        ).tolist()
-        if not all(math.isfinite(v) for v in values[:3]):
-            kept = f"; the last good checkpoint {self.checkpoint_path} is kept" if self.checkpoint_path else ""
-            raise TrainingError(
-                f"non-finite loss ({values[0]}) at step {self.step + 1}: training stopped{kept}. "
-                "Lower the learning rate or β, or check the data."
-            )
+        return x, noise
+
+    def _forward(self, x: torch.Tensor, noise: torch.Tensor, step: int) -> LossTerms:
+        with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self._autocast):
+            output, mean, logvar = self.model(x, noise)
+        return self.objective(output, x, mean, logvar, step)
+
+    def _loss(
+        self, x: torch.Tensor, noise: torch.Tensor, weight: Weight, capacity: Weight | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(total loss, detached [total, recon, KL, KL per dim]): the whole step's computation, compilable."""
+        with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self._autocast):
+            output, mean, logvar = self.model(x, noise)
+        recon, kl_dims, kl = loss_terms(output, x, mean, logvar, self.objective.reconstruction)
+        total = self.objective.combine(recon, kl, weight, capacity)
+        values = torch.cat([torch.stack([total, recon, kl]), kl_dims]).detach()
+        return total, values
+
+    def _train_step(self, beta_changed: bool) -> _PendingStep:
+        beta = self.objective.beta
+        capacity = self.objective.capacity(self.step)
+        try:
+            x, noise = self.draw_batch()
+            self.model.train()
+            self.optimizer.zero_grad(set_to_none=True)
+            values = self._backward(x, noise, beta, capacity)
+        except (torch.OutOfMemoryError, RuntimeError, MemoryError) as exc:
+            if not _is_out_of_memory(exc):
+                raise
+            self.optimizer.zero_grad(set_to_none=True)
+            channels, height, width = self.image_shape
+            raise ConfigError(
+                f"out of memory on {self.device} at batch size {self.config.batch_size} "
+                f"({height}x{width}x{channels} images, latent size {self.config.latent_dim}): "
+                "lower batch_size (--batch-size) or latent_dim"
+            ) from None
+        if self._device_guard:
+            self._healthy &= torch.isfinite(values[:3]).all()
+            self.optimizer.found_inf = (~self._healthy).float()  # fused Adam leaves the weights as they are
+        else:
+            host = values.tolist()
+            if not all(math.isfinite(v) for v in host[:3]):
+                raise self._halt(_PendingStep(self.step + 1, host, beta, capacity, beta_changed), host[0])
+            values = host
         self.optimizer.step()
         self.step += 1
-        self._values = values
-        return terms
+        return _PendingStep(self.step, values, beta, capacity, beta_changed)
 
-    def _event(self, terms: LossTerms, rate: float, beta_changed: bool) -> StepEvent:
-        total, recon, kl, *kl_dims = self._values
+    def _backward(self, x: torch.Tensor, noise: torch.Tensor, beta: float, capacity: float | None) -> torch.Tensor:
+        """Forward and backward, compiled when asked and possible; the first failure falls back to eager."""
+        if self._compiled is not None:
+            try:
+                return self._compiled_backward(x, noise, beta, capacity)
+            except Exception as exc:  # noqa: BLE001 - compilation can fail in many ways; eager always works
+                self._compiled = None
+                self._compile_failed(f"{type(exc).__name__}: {exc}")
+                self.optimizer.zero_grad(set_to_none=True)
+        total, values = self._loss(x, noise, beta, capacity)
+        total.backward()
+        return values
+
+    def _compiled_backward(
+        self, x: torch.Tensor, noise: torch.Tensor, beta: float, capacity: float | None
+    ) -> torch.Tensor:
+        assert self._compiled is not None
+        first = self.compile_status == "compiling"
+        started = time.perf_counter()
+        self._weight_t.fill_(beta)
+        self._capacity_t.fill_(0.0 if capacity is None else capacity)
+        total, values = self._compiled(x, noise, self._weight_t, None if capacity is None else self._capacity_t)
+        total.backward()
+        if first:
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            self.compile_seconds = time.perf_counter() - started
+            self.compile_status = f"compiled in {self.compile_seconds:.1f} s"
+            self._compile_pending_log = True
+        return values
+
+    def record_step(
+        self,
+        step: int,
+        row: list[float],
+        beta: float,
+        capacity: float | None,
+        rate: float,
+        beta_changed: bool,
+    ) -> StepEvent:
+        """Log one trained step's numbers; validate and checkpoint when due; return its event."""
+        total, recon, kl, *kl_dims = row
         lr = float(self.optimizer.param_groups[0]["lr"])
         metrics = {
             "loss": total,
             "recon": recon,
             "kl": kl,
-            "beta": terms.beta,
-            "beta_norm": self.beta_norm,
-            "capacity": terms.capacity if terms.capacity is not None else math.nan,
+            "beta": beta,
+            "beta_norm": beta_normalised(beta, self.config.latent_dim, self.image_shape),
+            "capacity": capacity if capacity is not None else math.nan,
             "lr": lr,
             "images_per_s": rate,
         }
-        self.last_metrics = {k: v for k, v in metrics.items() if not math.isnan(v)}
+        if self._compile_pending_log and self.compile_seconds is not None:
+            metrics["compile_seconds"] = self.compile_seconds  # once, on the first compiled step's row
+            self._compile_pending_log = False
+        self.last_metrics = {k: v for k, v in metrics.items() if not math.isnan(v) and k != "compile_seconds"}
         if self.log is not None:
-            self.log.append_step(self.step, metrics, kl_dims)
+            self.log.append_step(step, metrics, kl_dims)
         validation = None
-        if self.step % self.config.val_every == 0 or self.step == self.config.steps:
+        if step % self.config.val_every == 0 or step == self.config.steps:
             validation = self.validate()
             self.last_metrics.update({f"val_{k}": v for k, v in validation.items()})
             if self.log is not None:
-                self.log.append_validation(self.step, validation)
+                self.log.append_validation(step, validation)
         checkpoint = None
-        if self.run_dir is not None and (
-            self.step % self.config.checkpoint_every == 0 or self.step == self.config.steps
-        ):
+        if self.run_dir is not None and (step % self.config.checkpoint_every == 0 or step == self.config.steps):
             checkpoint = str(self.save_checkpoint())
         return StepEvent(
-            step=self.step,
+            step=step,
             total_steps=self.config.steps,
             loss=total,
             recon=recon,
             kl=kl,
             kl_per_dim=tuple(kl_dims),
-            beta=terms.beta,
-            beta_norm=self.beta_norm,
-            capacity=terms.capacity,
+            beta=beta,
+            beta_norm=metrics["beta_norm"],
+            capacity=capacity,
             lr=lr,
             images_per_s=rate,
             beta_changed=beta_changed,
@@ -290,6 +497,7 @@ class Trainer:
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
         """Loss terms on fixed held-out batches with fixed noise, so values compare across steps."""
+        self.sync_model()
         config = self.config
         indices = torch.as_tensor(self._validation_sample())
         count = len(indices)
@@ -305,6 +513,10 @@ class Trainer:
         total, recon, kl = sums / max(count, 1)
         return {"loss": total, "recon": recon, "kl": kl}
 
+    def sync_model(self) -> None:
+        if self.before_model_read is not None:
+            self.before_model_read()
+
     def _validation_sample(self) -> np.ndarray:
         """A fixed, seeded random subset of the validation split.
 
@@ -319,6 +531,7 @@ class Trainer:
 
     # ----- checkpoints ---------------------------------------------------------------------
     def checkpoint(self) -> Checkpoint:
+        self.sync_model()
         return Checkpoint(
             config=self.config,
             image_shape=self.image_shape,
@@ -350,6 +563,7 @@ class Trainer:
 
         Call between steps (from the training thread): it reads the live model.
         """
+        self.sync_model()
         x = self._batch(torch.as_tensor(np.asarray(indices, dtype=np.int64)))
         self.model.eval()
         with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self._autocast):
@@ -361,6 +575,7 @@ class Trainer:
 
     def model_snapshot(self) -> dict[str, torch.Tensor]:
         """CPU copy of the weights, for views that decode while training goes on."""
+        self.sync_model()
         return {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
 
     def _restore(self, checkpoint: Checkpoint) -> None:
@@ -374,10 +589,13 @@ class Trainer:
                 f"{where}: latent size {checkpoint.config.latent_dim} does not fit "
                 f"the configured {self.config.latent_dim}"
             )
+        check_finite_weights(checkpoint.model_state, where)
         try:
             self.model.load_state_dict(checkpoint.model_state)
             if checkpoint.optimizer_state is not None:
                 self.optimizer.load_state_dict(checkpoint.optimizer_state)
+                for group in self.optimizer.param_groups:  # the saving trainer's kind of Adam is not ours
+                    group.update(fused=True if self._device_guard else None, foreach=None, capturable=False)
         except (RuntimeError, ValueError, KeyError) as exc:
             raise CheckpointError(f"{where}: does not fit this model ({str(exc).splitlines()[0]})") from None
         if "generator" in checkpoint.rng_state:
@@ -403,6 +621,24 @@ class Trainer:
             dataset_name=self.dataset.name,
         )
         return attrs
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return (
+        isinstance(exc, (torch.OutOfMemoryError, MemoryError))
+        or "out of memory" in text
+        or ("can't allocate memory" in text)
+    )
+
+
+def _host_rows(values: list[torch.Tensor | list[float]]) -> list[list[float]]:
+    """Every pending step's numbers on the host, with one device transfer for all of them."""
+    if all(isinstance(v, list) for v in values):
+        return values  # type: ignore[return-value]
+    tensors = [v if isinstance(v, torch.Tensor) else torch.tensor(v) for v in values]
+    device = tensors[0].device
+    return torch.stack([t.to(device, torch.float32) for t in tensors]).tolist()
 
 
 def _check_shape(dataset: ImageSet) -> tuple[int, int, int]:

@@ -128,6 +128,13 @@ class ExperimentsView(QWidget):
         self.workersSpin = QSpinBox(objectName="experimentWorkersSpin", minimum=1, maximum=max(1, os.cpu_count() or 1))
         self.workersSpin.setToolTip("runs at once; above 1 each runs in its own process")
         form.addRow("Runs at once", self.workersSpin)
+        self.stackSpin = QSpinBox(objectName="experimentStackSpin", minimum=0, maximum=64, value=0)
+        self.stackSpin.setSpecialValueText("auto")
+        self.stackSpin.setToolTip(
+            "runs trained together in one pass (same data and network, different β or seed): "
+            "auto = 24 on a GPU, 1 on a CPU"
+        )
+        form.addRow("Runs in one pass", self.stackSpin)
         self.metricsEdit = QLineEdit("all", objectName="experimentMetricsEdit")
         self.metricsEdit.setToolTip("all, none, or a list of: beta_vae, factor_vae, mig, dci, sap, unsupervised")
         form.addRow("Metrics", self.metricsEdit)
@@ -235,13 +242,11 @@ class ExperimentsView(QWidget):
         names = [] if text == "none" else metric_names(text)
         plan = MetricPlan(names=names, divisor=int(self.metricScaleCombo.currentData()))
         seeds = parse_seeds(self.seedsEdit.text())
-        workers = self.workersSpin.value()
+        how = {"workers": self.workersSpin.value(), "stack": self.stackSpin.value()}
         if self.kindCombo.currentData() == "compare":
-            return ExperimentSpec.compare(
-                base, self.compareBetaSpin.value(), seeds=seeds, metrics=plan, workers=workers
-            )
+            return ExperimentSpec.compare(base, self.compareBetaSpin.value(), seeds=seeds, metrics=plan, **how)
         betas = parse_floats(self.betasEdit.text(), "β values")
-        return ExperimentSpec.sweep(base, betas, seeds=seeds, metrics=plan, workers=workers)
+        return ExperimentSpec.sweep(base, betas, seeds=seeds, metrics=plan, **how)
 
     def _show_spec(self, spec: ExperimentSpec) -> None:
         self.kindCombo.setCurrentIndex(self.kindCombo.findData(spec.kind))
@@ -252,6 +257,7 @@ class ExperimentsView(QWidget):
         self.seedsEdit.setText(", ".join(str(s) for s in spec.seeds))
         self.stepsSpin.setValue(spec.base.steps)
         self.workersSpin.setValue(min(spec.workers, self.workersSpin.maximum()))
+        self.stackSpin.setValue(min(spec.stack, self.stackSpin.maximum()))
         self.metricsEdit.setText(",".join(spec.metrics.names) or "none")
         index = self.metricScaleCombo.findData(spec.metrics.divisor)
         if index < 0:
@@ -278,6 +284,7 @@ class ExperimentsView(QWidget):
             ):
                 spec = self.experiment.spec  # an opened experiment continues as it was set up
                 spec.workers = self.workersSpin.value()
+                spec.stack = self.stackSpin.value()
             else:
                 spec = self.spec()
             if folder is None:
@@ -482,6 +489,7 @@ class ExperimentsView(QWidget):
             self.seedsEdit,
             self.stepsSpin,
             self.workersSpin,
+            self.stackSpin,
             self.metricsEdit,
             self.metricScaleCombo,
             self.folderEdit,

@@ -152,6 +152,13 @@ class TrainingPanel(QWidget):
         self.deviceCombo.addItem("Best available", "auto")
         for device_id, label in available_devices():
             self.deviceCombo.addItem(label, device_id)
+        self.compileCombo = QComboBox(objectName="compileCombo")
+        for label, mode in (("On CUDA (default)", "auto"), ("Always", "on"), ("Never", "off")):
+            self.compileCombo.addItem(label, mode)
+        self.compileCombo.setToolTip(
+            "torch.compile the training step: faster on a GPU after a compile of tens of seconds; "
+            "falls back to eager if compiling fails"
+        )
         self.continueCheck = QCheckBox(objectName="continueCheck")
         self.continueCheck.setVisible(False)
         self.trainButton = QPushButton("Train", objectName="trainButton")
@@ -172,6 +179,7 @@ class TrainingPanel(QWidget):
         form.addRow("Steps", self.stepsSpin)
         form.addRow("Seed", self.seedSpin)
         form.addRow("Device", self.deviceCombo)
+        form.addRow("Compile step", self.compileCombo)
         form.addRow(self.continueCheck)
         form.addRow(buttons)
         form.addRow(self.progressBar)
@@ -190,6 +198,7 @@ class TrainingPanel(QWidget):
             self.stepsSpin,
             self.seedSpin,
             self.deviceCombo,
+            self.compileCombo,
             self.continueCheck,
         ]
         return box
@@ -212,6 +221,7 @@ class TrainingPanel(QWidget):
             steps=self.stepsSpin.value(),
             seed=self.seedSpin.value(),
             device=self.deviceCombo.currentData(),
+            compile=self.compileCombo.currentData(),
         )
 
     def set_config(self, config: TrainConfig, *, beta: float | None = None) -> None:
@@ -228,6 +238,7 @@ class TrainingPanel(QWidget):
         self.seedSpin.setValue(config.seed)
         if self.deviceCombo.findData(config.device) >= 0:
             _select(self.deviceCombo, config.device)
+        _select(self.compileCombo, config.compile)
         self.set_beta(beta if beta is not None else config.beta)
 
     def set_beta(self, value: float) -> None:

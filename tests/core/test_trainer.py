@@ -3,28 +3,13 @@ import threading
 import numpy as np
 import pytest
 import torch
+from training_fixtures import poison_loss_at, small_config, squares
 
 from bvae_desktop.core.checkpoint import load_checkpoint
 from bvae_desktop.core.config import TrainConfig
-from bvae_desktop.core.data import ArrayImageSet
 from bvae_desktop.core.errors import TrainingError
 from bvae_desktop.core.runlog import read_runlog
 from bvae_desktop.core.trainer import Trainer
-
-
-def squares(n: int = 256, size: int = 32, seed: int = 0) -> ArrayImageSet:
-    """Binary images of a square at a random position: easy to learn, so losses move fast."""
-    rng = np.random.default_rng(seed)
-    images = np.zeros((n, 1, size, size), dtype=np.uint8)
-    for i, (x, y) in enumerate(rng.integers(2, size - 10, (n, 2))):
-        images[i, 0, y : y + 8, x : x + 8] = 255
-    return ArrayImageSet(images, name="squares", source="test")
-
-
-def small_config(**overrides) -> TrainConfig:
-    values = dict(latent_dim=4, batch_size=16, steps=20, val_every=10, checkpoint_every=10, lr=1e-3, device="cpu")
-    values.update(overrides)
-    return TrainConfig(**values)
 
 
 def test_loss_falls_over_a_short_run():
@@ -141,19 +126,7 @@ def test_non_finite_loss_stops_with_step_and_keeps_last_checkpoint(tmp_path):
 
 def test_after_a_non_finite_loss_steps_can_go_on_from_the_good_model(tmp_path):
     trainer = Trainer(small_config(steps=10), dataset=squares(), run_dir=tmp_path)
-    original = trainer.objective.__call__
-    calls = {"n": 0}
-
-    def poisoned(*args, **kwargs):
-        terms = original(*args, **kwargs)
-        calls["n"] += 1
-        if calls["n"] == 5:
-            terms.total = terms.total * float("nan")
-        return terms
-
-    trainer.objective = type(
-        "Poisoned", (), {"__call__": staticmethod(poisoned), "beta": 4.0, "reconstruction": "bernoulli"}
-    )()
+    poison_loss_at(trainer, {5})
     with pytest.raises(TrainingError, match="at step 5"):
         list(trainer.steps())
     assert trainer.step == 4

@@ -127,3 +127,13 @@ def test_main_window_has_the_tab_and_opens_a_finished_run_in_the_explorer(qtbot,
     assert window.tabs.currentWidget() is window.traversalView
     assert window.checkpoint_path == view.experiment.folder / "runs/beta-4_seed-0/checkpoint.pt"
     window.close()
+
+
+def test_runs_in_one_pass_is_part_of_the_spec_and_shown_back(view):
+    assert view.stackSpin.value() == 0 and view.stackSpin.text() == "auto"
+    view.stackSpin.setValue(4)
+    spec = view.spec()
+    assert spec.stack == 4
+    view.stackSpin.setValue(0)
+    view._show_spec(spec)
+    assert view.stackSpin.value() == 4
