@@ -36,13 +36,15 @@ def _env():
 
 
 @contextlib.contextmanager
-def _another_program_holds_open(path):
-    """A separate process keeps `path` open for reading (taking HDF5's file lock) until the block ends."""
+def _another_program_holds_open(path, seen=None):
+    """A separate process keeps `path` open for reading (taking HDF5's file lock) until the block ends;
+    then it reads train/step through that handle into `seen`."""
     holder = """
         import sys, h5py
-        with h5py.File(sys.argv[1], "r", locking=True):
+        with h5py.File(sys.argv[1], "r", locking=True) as fh:
             print("ready", flush=True)
             sys.stdin.read()
+            print(fh["train/step"][:].tolist(), flush=True)
     """
     with subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(holder), str(path)],
@@ -57,6 +59,8 @@ def _another_program_holds_open(path):
         finally:
             proc.stdin.close()
             proc.wait(timeout=30)
+        if seen is not None:
+            seen.extend(json.loads(proc.stdout.read()))
 
 
 def _run_python(code, *args, timeout=60, **kwargs):
@@ -297,19 +301,25 @@ def test_read_while_writer_open_subprocess_reader(tmp_path):
 
 
 @needs_file_locks
-def test_writer_keeps_buffering_while_a_reader_holds_the_file(tmp_path):
+def test_a_program_holding_the_file_open_neither_blocks_the_writer_nor_sees_a_torn_file(tmp_path):
+    # Format 1 had to wait for such a program (a lock-file turnstile); the snapshot is now replaced
+    # whole, so the writer never waits and the program keeps reading the complete file it opened.
     path = tmp_path / "run.h5"
     log = RunLog(path, config={}, latent_dim=1, flush_rows=2, flush_seconds=3600, lock_timeout=0.6)
-    with _another_program_holds_open(path):
+    log.append_step(-1, {"loss": -1.0}, [0])
+    log.flush()
+    seen = []
+    with _another_program_holds_open(path, seen):
         start = time.monotonic()
         for i in range(5):
-            log.append_step(i, {"loss": float(i)}, [0])  # auto flush finds the file locked: no wait, no error
-        assert time.monotonic() - start < 0.5  # waiting for the lock even once would take lock_timeout
-        assert log.pending_rows == 5
-        with pytest.raises(RunLogError, match="busy"):
-            log.flush()
+            log.append_step(i, {"loss": float(i)}, [0])
+        assert log.flush() is True
+        assert time.monotonic() - start < 0.5
+        assert log.pending_rows == 0
+        assert read_runlog(path).train["step"].tolist() == [-1, 0, 1, 2, 3, 4]
+    assert seen == [-1]  # the whole file as it was when the program opened it
     log.close()
-    assert read_runlog(path).train["step"].tolist() == [0, 1, 2, 3, 4]
+    assert read_runlog(path).train["step"].tolist() == [-1, 0, 1, 2, 3, 4]
 
 
 def test_crash_after_flush_keeps_flushed_rows(tmp_path):
@@ -454,35 +464,15 @@ def test_tight_loop_reader_does_not_starve_the_writer(tmp_path):
     assert read_runlog(path).train["step"].size == step
 
 
-@needs_file_locks
-def test_a_long_foreign_reader_is_written_past(tmp_path, monkeypatch, caplog):
-    import bvae_desktop.core.runlog as runlog
-
-    monkeypatch.setattr(runlog, "FOREIGN_READER_SECONDS", 0.3)
-    path = tmp_path / "run.h5"
-    log = RunLog(path, config={}, latent_dim=1, flush_rows=1, flush_seconds=3600)
-    with _another_program_holds_open(path):
-        log.append_step(0, {"loss": 0.0}, [0])
-        assert log.pending_rows == 1
-        deadline = time.monotonic() + 5
-        step = 1
-        while log.pending_rows and time.monotonic() < deadline:
-            log.append_step(step, {"loss": float(step)}, [0])
-            step += 1
-            time.sleep(0.01)
-        assert log.pending_rows == 0
-        assert "held open by another program" in caplog.text
-    log.close()
-    assert read_runlog(path).train["step"].tolist() == list(range(step))
-
-
-def test_writer_sidecar_lock_lives_only_while_the_writer_does(tmp_path):
+def test_the_run_folder_holds_the_snapshot_and_its_hidden_journal(tmp_path):
     path = tmp_path / "run.h5"
     log = RunLog(path, config={}, latent_dim=1)
-    sidecars = [p.name for p in tmp_path.iterdir() if p.name != "run.h5"]
+    log.append_step(0, {"loss": 0.0}, [0])
+    log.flush()
+    during = sorted(p.name for p in tmp_path.iterdir())
     log.close()
-    assert sidecars in ([".run.h5.lock"], [])  # [] where fcntl is missing (Windows)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.h5"]
+    assert during == sorted(p.name for p in tmp_path.iterdir()) == [".run.h5.journal", "run.h5"]
+    assert (tmp_path / ".run.h5.journal").stat().st_size == 32  # left empty: the snapshot holds every row
 
 
 def test_an_empty_file_is_started_as_a_new_log(tmp_path):
