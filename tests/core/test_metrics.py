@@ -28,7 +28,6 @@ from bvae_desktop.core.metrics import (
     scaled_counts,
     split_result,
 )
-from bvae_desktop.core.metrics.beta_vae import LogisticRegression
 from bvae_desktop.core.metrics.dci import completeness, disentanglement
 
 SIZES = (4, 5, 6)
@@ -218,13 +217,14 @@ def test_dci_scores_of_known_importance_matrices():
     assert disentanglement(one) == pytest.approx(0.0, abs=1e-6) and completeness(one) == pytest.approx(1.0)
 
 
-def test_logistic_regression_separates_and_is_deterministic():
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(300, 4))
-    y = np.argmax(x[:, :3], axis=1)
-    a = LogisticRegression().fit(x, y)
-    b = LogisticRegression().fit(x, y)
-    assert np.mean(a.predict(x) == y) > 0.95 and np.array_equal(a.weight_, b.weight_)
+def test_beta_vae_classifier_is_sklearns_default_logistic_regression():
+    """disentanglement_lib's LogisticRegression(random_state=...): raw features, C = 1, lbfgs;
+    its iterations and whether it converged are reported."""
+    result = compute_beta_vae(grid_data(), rotated, num_train=200, num_eval=100)
+    assert result["classifier"] == "sklearn LogisticRegression (C=1, max_iter=100)"
+    assert result["converged"] == 1 and 0 < result["iterations"] < 100
+    capped = compute_beta_vae(grid_data(), rotated, num_train=200, num_eval=100, max_iter=2)
+    assert capped["converged"] == 0 and capped["iterations"] == 2
 
 
 # ----- unsupervised -----------------------------------------------------------------------

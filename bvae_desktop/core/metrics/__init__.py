@@ -4,8 +4,10 @@
 
 `data` is an ImageSet (with ground-truth `factors` for every metric but "unsupervised"),
 `represent` maps uint8 images (n, C, H, W) to codes (n, D) as numpy, so any representation can be
-scored. Each metric draws from `np.random.default_rng(seed)` only, and returns its scores beside
-the settings it used.
+scored. Each metric draws from its own random source made from `seed` only (the β-VAE and
+FactorVAE metrics from disentanglement_lib's `np.random.RandomState(seed)`, in its order, so that
+they return its numbers exactly; the others from `np.random.default_rng(seed)`), and returns its
+scores beside the settings it used.
 """
 
 from __future__ import annotations

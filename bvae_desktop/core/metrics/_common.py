@@ -1,8 +1,13 @@
 """Helpers shared by the metrics: checking the data, drawing observations, representing them in batches.
 
-Every metric draws from one `np.random.Generator` made from its seed and passed down; nothing
-touches a global random state. Observations are drawn as disentanglement_lib does: sample factor
-classes (each factor uniform over its classes), map them to image indices, render/read the images.
+Every metric draws from one random source made from its seed and passed down; nothing touches a
+global random state. Observations are drawn as disentanglement_lib does: sample factor classes
+(each factor uniform over its classes), map them to image indices, render/read the images.
+
+Two sources: MIG, DCI, SAP and the unsupervised scores use a `np.random.Generator`
+(`np.random.default_rng(seed)`); the β-VAE and FactorVAE metrics use disentanglement_lib's own
+`np.random.RandomState(seed)` and `dl_sample_factors`, drawing in its order, so that on the same
+data and representation they return exactly the numbers its functions return.
 """
 
 from __future__ import annotations
@@ -56,6 +61,29 @@ def sample_observations(factors: Factors, n: int, rng: np.random.Generator) -> t
     return indices_of(factors, classes), classes
 
 
+def dl_random_state(seed: int) -> np.random.RandomState:
+    """disentanglement_lib's random source for a metric: `np.random.RandomState(seed)` (evaluate.py)."""
+    try:
+        return np.random.RandomState(seed)
+    except (TypeError, ValueError) as exc:
+        raise MetricError(f"seed must be an integer from 0 to 2**32 - 1; got {seed!r}") from exc
+
+
+def dl_sample_factors(factors: Factors, n: int, random_state: np.random.RandomState) -> np.ndarray:
+    """n factor combinations (n, K) drawn exactly as disentanglement_lib draws them.
+
+    Its `sample_factors` draws the latent factors (those with more than one class) one after the
+    other, `random_state.randint(size, size=n)` each, in factor order
+    (SplitDiscreteStateSpace.sample_latent_factors). Its `sample_observations_from_factors` then
+    fills the other factors (dSprites colour) with `randint(1, size=n)`, which is 0 and does not
+    advance the state; here those columns are simply 0.
+    """
+    classes = np.zeros((n, factors.num_factors), dtype=np.int64)
+    for k in varying_factors(factors):
+        classes[:, k] = random_state.randint(factors.sizes[k], size=n)
+    return classes
+
+
 def indices_of(factors: Factors, classes: np.ndarray) -> np.ndarray:
     try:
         return factors.index_of(classes)
@@ -64,14 +92,23 @@ def indices_of(factors: Factors, classes: np.ndarray) -> np.ndarray:
 
 
 def represent_indices(
-    data: ImageSet, represent: Represent, indices: np.ndarray, batch_size: int = DEFAULT_REPRESENT_BATCH
+    data: ImageSet,
+    represent: Represent,
+    indices: np.ndarray,
+    batch_size: int = DEFAULT_REPRESENT_BATCH,
+    *,
+    native: bool = False,
 ) -> np.ndarray:
-    """Codes (n, D) float64 for the images at `indices`, represented `batch_size` images at a time."""
+    """Codes (n, D) for the images at `indices`, represented `batch_size` images at a time.
+
+    float64, or with `native` in the representation's own float type (float32 for an encoder),
+    as disentanglement_lib computes on what the representation returns.
+    """
     indices = np.asarray(indices, dtype=np.int64).reshape(-1)
     parts = []
     for start in range(0, len(indices), batch_size):
         images = data.batch(indices[start : start + batch_size]).numpy()
-        parts.append(_check_codes(represent(images), len(images)))
+        parts.append(_check_codes(represent(images), len(images), native))
     if not parts:
         raise MetricError("no observations to represent")
     width = {p.shape[1] for p in parts}
@@ -80,8 +117,10 @@ def represent_indices(
     return np.concatenate(parts, axis=0)
 
 
-def _check_codes(codes: np.ndarray, n: int) -> np.ndarray:
-    codes = np.asarray(codes, dtype=np.float64)
+def _check_codes(codes: np.ndarray, n: int, native: bool = False) -> np.ndarray:
+    codes = np.asarray(codes)
+    if not (native and codes.dtype.kind == "f"):
+        codes = codes.astype(np.float64, copy=False)
     if codes.ndim == 1 and n == 1:
         codes = codes[None, :]
     if codes.ndim != 2 or codes.shape[0] != n:
@@ -96,12 +135,14 @@ def represent_groups(
     represent: Represent,
     groups: Sequence[np.ndarray],
     batch_size: int = DEFAULT_REPRESENT_BATCH,
+    *,
+    native: bool = False,
 ) -> list[np.ndarray]:
     """Represent several equally long index arrays in shared batches; one (len, D) code array per group."""
     if not groups:
         return []
     size = len(groups[0])
-    codes = represent_indices(data, represent, np.concatenate(groups), batch_size)
+    codes = represent_indices(data, represent, np.concatenate(groups), batch_size, native=native)
     return [codes[i * size : (i + 1) * size] for i in range(len(groups))]
 
 

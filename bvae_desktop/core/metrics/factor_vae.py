@@ -1,15 +1,29 @@
-"""The FactorVAE metric (Kim & Mnih 2018), as disentanglement_lib's `factor_vae.py` computes it.
+"""The FactorVAE metric (Kim & Mnih 2018), exactly as disentanglement_lib's `factor_vae.py` computes it.
 
-1. Each code dimension's variance over `num_variance_estimate` random observations (ddof=1);
-   dimensions with variance below `prune_threshold` (0.05, DESIGN §5) count as collapsed and are left out.
-2. Each vote: choose a factor k uniformly, draw `batch_size` observations sharing one class of k,
-   divide each active dimension's variance over the batch by its global variance, and vote
-   (dimension with the smallest ratio, k).
-3. A majority-vote classifier (each dimension → the factor that voted for it most on the training
-   votes) is scored on the training votes and on fresh evaluation votes.
+1. Each code dimension's variance over `num_variance_estimate` random observations (ddof=1).
+   A dimension is active when its standard deviation, sqrt(variance), is at least
+   `prune_threshold` (disentanglement_lib's `prune_dims`, threshold 0.05 in all its study
+   configs): a threshold on the standard deviation, i.e. variance ≥ 0.0025, not variance ≥ 0.05.
+2. Each vote: choose a factor k uniformly, draw `batch_size` observations all sharing the class
+   of k that the first of them drew, divide each active dimension's variance over the batch
+   (ddof=1) by its global variance, and vote (dimension with the smallest ratio, k).
+3. A majority-vote classifier (each active dimension → the factor that voted for it most on the
+   training votes; np.argmax, so ties and dimensions no training vote chose go to the first
+   factor) is scored on the training votes and on fresh evaluation votes.
 
-Factors with a single class (dSprites colour) are never chosen (see `varying_factors`). With no
-active dimension the accuracies are 0, as in disentanglement_lib.
+Random draws come from `np.random.RandomState(seed)` in disentanglement_lib's order (the
+variance sample, then per vote: the factor, then the factors of the batch, see
+`dl_sample_factors`), and the variances are computed in the representation's own float type, so
+on the same data and representation the accuracies equal its function's. Factors with a single
+class (dSprites colour) are not factors to it (dsprites_full uses latent factors 1..5): they are
+never chosen, and the votes table has a row per factor with more than one class only.
+
+A neural encoder may round differently for different batch sizes; `represent_batch=64` (with
+batch_size 64) calls the representation on the same batches disentanglement_lib does.
+
+Two differences in what is reported, none in the scores: with no active dimension the accuracies
+are 0 as in disentanglement_lib; `num_active_dims` is the number of active dimensions (its
+function reports the width of the code there, `len` of the boolean mask).
 """
 
 from __future__ import annotations
@@ -23,12 +37,13 @@ from bvae_desktop.core.metrics._common import (
     Scores,
     check_count,
     chunk_size,
+    dl_random_state,
+    dl_sample_factors,
     factor_names,
     indices_of,
     represent_groups,
     represent_indices,
     require_factors,
-    sample_observations,
     varying_factors,
 )
 
@@ -45,17 +60,19 @@ def compute_factor_vae(
     prune_threshold: float = 0.05,
     represent_batch: int = DEFAULT_REPRESENT_BATCH,
 ) -> Scores:
-    """FactorVAE metric → train_accuracy, eval_accuracy, num_active_dims, plus the settings used."""
+    """FactorVAE metric → train_accuracy, eval_accuracy, num_active_dims, plus the settings used.
+
+    `prune_threshold` applies to each dimension's standard deviation (disentanglement_lib's prune_dims).
+    """
     factors = require_factors(data, "FactorVAE")
     batch_size = check_count("batch_size", batch_size, 2)
     num_train = check_count("num_train", num_train)
     num_eval = check_count("num_eval", num_eval)
     num_variance_estimate = check_count("num_variance_estimate", num_variance_estimate, 2)
-    rng = np.random.default_rng(seed)
+    random_state = dl_random_state(seed)
     choices = varying_factors(factors)
-    indices, _ = sample_observations(factors, num_variance_estimate, rng)
-    global_var = np.var(represent_indices(data, represent, indices, represent_batch), axis=0, ddof=1)
-    active = global_var >= prune_threshold
+    global_var = _global_variances(data, represent, factors, num_variance_estimate, random_state, represent_batch)
+    active = np.sqrt(global_var) >= prune_threshold
     settings: Scores = {
         "chance": 1.0 / len(choices),
         "seed": int(seed),
@@ -68,34 +85,43 @@ def compute_factor_vae(
     }
     if not active.any():
         return {"train_accuracy": 0.0, "eval_accuracy": 0.0, "num_active_dims": 0, **settings}
-    train_votes = _votes(
-        data, represent, factors, choices, batch_size, num_train, rng, global_var, active, represent_batch
-    )
-    eval_votes = _votes(
-        data, represent, factors, choices, batch_size, num_eval, rng, global_var, active, represent_batch
-    )
-    classifier = np.argmax(train_votes, axis=0)  # per active dimension: the factor voted most
+    args = (data, represent, factors, choices, batch_size, random_state, global_var, active, represent_batch)
+    train_votes = _votes(*args, num_train)
+    classifier = np.argmax(train_votes, axis=0)  # per active dimension: the factor voted most, ties → first
     columns = np.arange(train_votes.shape[1])
+    train_accuracy = float(train_votes[classifier, columns].sum() / train_votes.sum())
+    eval_votes = _votes(*args, num_eval)
     return {
-        "train_accuracy": float(train_votes[classifier, columns].sum() / train_votes.sum()),
+        "train_accuracy": train_accuracy,
         "eval_accuracy": float(eval_votes[classifier, columns].sum() / eval_votes.sum()),
         "num_active_dims": int(active.sum()),
         **settings,
     }
 
 
-def _votes(data, represent, factors, choices, batch_size, count, rng, global_var, active, represent_batch):
-    """Vote counts (num_factors, num_active_dims)."""
-    votes = np.zeros((factors.num_factors, int(active.sum())), dtype=np.int64)
-    scale = global_var[active]
+def _global_variances(data, represent, factors, count, random_state, represent_batch) -> np.ndarray:
+    """Each dimension's variance (ddof=1) over `count` observations, in the representation's float type."""
+    classes = dl_sample_factors(factors, count, random_state)
+    codes = represent_indices(data, represent, indices_of(factors, classes), represent_batch, native=True)
+    return np.var(codes, axis=0, ddof=1)
+
+
+def _votes(data, represent, factors, choices, batch_size, random_state, global_var, active, represent_batch, count):
+    """Vote counts (factors with more than one class, active dimensions)."""
+    votes = np.zeros((len(choices), int(active.sum())), dtype=np.int64)
     per_chunk = chunk_size(batch_size, represent_batch)
     for start in range(0, count, per_chunk):
-        ks, groups = [], []
+        rows, groups = [], []
         for _ in range(start, min(start + per_chunk, count)):
-            k = choices[int(rng.integers(len(choices)))]
-            ks.append(k)
-            groups.append(indices_of(factors, factors.sample_with_fixed(batch_size, k, rng)))
-        for k, codes in zip(ks, represent_groups(data, represent, groups, represent_batch), strict=True):
-            local = np.var(codes[:, active], axis=0, ddof=1)
-            votes[k, int(np.argmin(local / scale))] += 1
+            row = int(random_state.randint(len(choices)))
+            k = choices[row]
+            classes = dl_sample_factors(factors, batch_size, random_state)
+            classes[:, k] = classes[0, k]
+            rows.append(row)
+            groups.append(indices_of(factors, classes))
+        batches = represent_groups(data, represent, groups, represent_batch, native=True)
+        for row, codes in zip(rows, batches, strict=True):
+            local_var = np.var(codes, axis=0, ddof=1)
+            with np.errstate(invalid="ignore", divide="ignore"):  # prune_threshold 0 keeps constant dims: 0/0
+                votes[row, int(np.argmin(local_var[active] / global_var[active]))] += 1
     return votes
