@@ -8,11 +8,11 @@ TORCH := torch==2.13.0
 
 .PHONY: run test lint bench clean bundle bundle-test
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH)
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,cluster]'
 	touch $@
 
 run: $(VENV)/.installed
@@ -20,6 +20,7 @@ run: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(VENV)/bin/ruff check bvae_desktop tests benchmarks
+	$(VENV)/bin/lint-imports
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q
 
 # The Linux app (dist/bvae-desktop/) and its installable tarball (dist/bvae-desktop-VERSION-linux-ARCH.tar.gz);

@@ -21,6 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the package, also when not installed
 
+
 def _init(threads: int) -> None:
     import torch
 

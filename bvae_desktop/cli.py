@@ -15,27 +15,23 @@ from bvae_desktop import __version__
 from bvae_desktop.cli_codec import add_codec_parsers
 from bvae_desktop.cli_evaluate import add_evaluate_parser
 from bvae_desktop.cli_experiments import add_experiment_parsers
+from bvae_desktop.cli_models import add_models_parsers
+from bvae_desktop.cli_objectives import add_objective_arguments, apply_objective_arguments, describe_objective
 from bvae_desktop.cli_speed import add_speed_arguments
 from bvae_desktop.cli_traverse import add_traverse_parser
 from bvae_desktop.core.config import (
-    DATASETS,
-    OBJECTIVES,
     RECONSTRUCTIONS,
     TrainConfig,
     beta_from_normalised,
     beta_normalised,
 )
+from bvae_desktop.core.data.registry import dataset_names
 from bvae_desktop.core.errors import BvaeError, ConfigError
 
 # flag -> TrainConfig field, for flags that map one to one
 _TRAIN_FLAGS: dict[str, str] = {
     "dataset": "dataset",
     "data": "data_path",
-    "objective": "objective",
-    "beta": "beta",
-    "gamma": "gamma",
-    "c_max": "c_max",
-    "c_steps": "c_steps",
     "latent_dim": "latent_dim",
     "lr": "lr",
     "batch_size": "batch_size",
@@ -64,15 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
         "Settings come from the defaults, then --config, then --resume's checkpoint, then flags.",
     )
     train.add_argument("--config", type=Path, help="JSON file of settings (as written to RUN_DIR/config.json)")
-    train.add_argument("--dataset", choices=DATASETS, help="data source (default dsprites-procedural, built in)")
+    train.add_argument("--dataset", choices=dataset_names(), help="data source (default dsprites-procedural, built in)")
     train.add_argument("--data", help="file or folder for file-based sources")
-    train.add_argument("--objective", choices=OBJECTIVES, help="vae (β=1), beta-h (β·KL) or beta-b (γ·|KL−C|)")
-    beta = train.add_mutually_exclusive_group()
-    beta.add_argument("--beta", type=float, help="β on the summed KL (Higgins: 4 on dSprites)")
-    beta.add_argument("--beta-norm", type=float, help="β on per-pixel/per-latent means; converted to --beta")
-    train.add_argument("--gamma", type=float, help="capacity β-VAE: weight γ on |KL − C|")
-    train.add_argument("--c-max", type=float, help="capacity β-VAE: final capacity C in nats")
-    train.add_argument("--c-steps", type=int, help="capacity β-VAE: steps over which C rises to C_max")
+    add_objective_arguments(train)
+    train.add_argument("--beta-norm", type=float, help="β on per-pixel/per-latent means; converted to --beta")
     train.add_argument("--latent-dim", type=int, help="latent dimensions (default 10)")
     train.add_argument("--lr", type=float, help="Adam learning rate (default 5e-4)")
     train.add_argument("--batch-size", type=int, help="images per step (default 64)")
@@ -96,12 +87,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(handler=cmd_train)
 
     info = commands.add_parser("info", help="describe a checkpoint")
-    info.add_argument("checkpoint", type=Path)
+    info.add_argument("checkpoint", type=Path, help="checkpoint file, or a bundled model's name (bvae models)")
     info.set_defaults(handler=cmd_info)
     add_traverse_parser(commands)
     add_evaluate_parser(commands)
     add_codec_parsers(commands)
     add_experiment_parsers(commands)
+    add_models_parsers(commands)
     return parser
 
 
@@ -129,18 +121,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
     """Defaults, then --config, then the resumed checkpoint's settings, then explicit flags."""
-    from bvae_desktop.core.checkpoint import load_checkpoint
+    from bvae_desktop.core.model_zoo import checkpoint_to_resume
 
     values: dict[str, Any] = TrainConfig().to_dict()
     if args.config is not None:
         values.update(TrainConfig.load(args.config).to_dict())
     if args.resume is not None:
-        values.update(load_checkpoint(args.resume).config.to_dict())
+        values.update(checkpoint_to_resume(args.resume).config.to_dict())  # refuses weights-only checkpoints
     for flag, field_name in _TRAIN_FLAGS.items():
         value = getattr(args, flag, None)
         if value is not None:
             values[field_name] = value
+    apply_objective_arguments(args, values)
     if args.beta_norm is not None:
+        if args.beta is not None:
+            raise ConfigError("give --beta or --beta-norm, not both")
         values["beta"] = _beta_from_norm(args.beta_norm, values)
     return TrainConfig.from_dict(values, source="command line")
 
@@ -275,10 +270,22 @@ def _clock(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
+def _weight_line(config: TrainConfig, weight: float, beta_norm: float) -> str:
+    """The main weight as it was saved: β in both units, or γ / λ as it is."""
+    from bvae_desktop.core.objectives import objective_spec
+
+    name = objective_spec(config.objective).main or "weight"
+    if name == "beta":
+        return f"beta         {weight:g} (summed KL; normalised {beta_norm:.4g}, = β·z/(H·W·C))"
+    return f"{name:<12} {weight:g}"
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     from bvae_desktop.core.checkpoint import load_checkpoint
+    from bvae_desktop.core.model_zoo import bundled_name_for, resolve_checkpoint
 
-    ckpt = load_checkpoint(args.checkpoint)
+    path = resolve_checkpoint(args.checkpoint)  # a path, or a bundled model's name
+    ckpt = load_checkpoint(path)
     config = ckpt.config
     beta_norm = beta_normalised(ckpt.beta, config.latent_dim, ckpt.image_shape)
     channels, height, width = ckpt.image_shape
@@ -288,11 +295,9 @@ def cmd_info(args: argparse.Namespace) -> int:
         + (f" ({config.data_path})" if config.data_path else "")
         + (f": {ckpt.dataset.get('name')}" if ckpt.dataset.get("name") else ""),
         f"images       {height}x{width}, {channels} channel(s)",
-        f"objective    {config.objective}",
-        f"beta         {ckpt.beta:g} (summed KL; normalised {beta_norm:.4g}, = β·z/(H·W·C))",
+        f"objective    {describe_objective(config)}",
+        _weight_line(config, ckpt.beta, beta_norm),
     ]
-    if config.objective == "beta-b":
-        lines.append(f"capacity     γ {ckpt.beta:g}, C_max {config.c_max:g} nats over {config.c_steps} steps")
     lines += [
         f"latent dim   {config.latent_dim}",
         f"step         {ckpt.step} of {config.steps}",
@@ -300,6 +305,10 @@ def cmd_info(args: argparse.Namespace) -> int:
     for key in ("loss", "recon", "kl", "val_loss", "val_recon", "val_kl"):
         if key in ckpt.metrics:
             lines.append(f"{key:<12} {ckpt.metrics[key]:.4f}")
+    if ckpt.optimizer_state is None:
+        bundled = bundled_name_for(path)
+        what = f"bundled model {bundled}, " if bundled else ""
+        lines.append(f"contents     {what}weights only (no optimizer state): opens everywhere, cannot be resumed")
     if ckpt.versions:
         lines.append("versions     " + ", ".join(f"{k} {v}" for k, v in sorted(ckpt.versions.items())))
     print("\n".join(lines))

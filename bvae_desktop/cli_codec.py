@@ -32,7 +32,7 @@ def add_codec_parsers(commands: Any) -> None:
         description="Store images as quantised latent means of a trained β-VAE (a .bvz file). "
         "Prints the size, bits per pixel, the ratio against PNG and the PSNR/SSIM of the decoded images.",
     )
-    compress.add_argument("checkpoint", type=Path)
+    compress.add_argument("checkpoint", type=Path, help="checkpoint file, or a bundled model's name (bvae models)")
     compress.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
     compress.add_argument("-o", "--output", type=Path, required=True, help="the .bvz file to write")
     compress.add_argument("--quality", type=int, default=50, help="1..100: higher spends more bits (default 50)")
@@ -42,7 +42,7 @@ def add_codec_parsers(commands: Any) -> None:
     decompress = commands.add_parser(
         "decompress", help="decode a .bvz file to PNGs", description="Decode a .bvz file with the model that made it."
     )
-    decompress.add_argument("checkpoint", type=Path)
+    decompress.add_argument("checkpoint", type=Path, help="checkpoint file, or a bundled model's name (bvae models)")
     decompress.add_argument("input", type=Path, metavar="FILE.bvz")
     decompress.add_argument("-o", "--output", type=Path, required=True, help="folder for img_0000.png ...")
     decompress.add_argument(
@@ -58,7 +58,7 @@ def add_codec_parsers(commands: Any) -> None:
         description="PSNR and SSIM against bits per pixel on held-out images, for the .bvz codec across "
         "qualities and Pillow's JPEG and WebP across theirs. Writes rd.csv and rd.png to --out.",
     )
-    rd.add_argument("checkpoint", type=Path)
+    rd.add_argument("checkpoint", type=Path, help="checkpoint file, or a bundled model's name (bvae models)")
     rd.add_argument("--data", help="data file or folder (default: the checkpoint's own data path)")
     rd.add_argument("--count", type=int, default=200, help="held-out images (default 200)")
     rd.add_argument("--qualities", type=int, nargs="+", help="codec qualities (default 1 10 20 ... 100)")
@@ -76,10 +76,11 @@ def _bpp(nbytes: int, count: int, shape: Sequence[int]) -> float:
 def cmd_compress(args: argparse.Namespace) -> int:
     from bvae_desktop.core import codec
     from bvae_desktop.core.model_source import ModelSource
+    from bvae_desktop.core.model_zoo import resolve_checkpoint
 
     if not 1 <= args.quality <= 100:
         raise CodecError(f"--quality must be from 1 to 100; got {args.quality}")
-    source = ModelSource.from_checkpoint(args.checkpoint)
+    source = ModelSource.from_checkpoint(resolve_checkpoint(args.checkpoint))
     converted: list[str] = []
     images = codec.load_images(args.images, source.image_shape, resize=args.resize, converted=converted)
     data = codec.compress(source, images, args.quality, resized=bool(converted))
@@ -106,10 +107,11 @@ def cmd_compress(args: argparse.Namespace) -> int:
 def cmd_decompress(args: argparse.Namespace) -> int:
     from bvae_desktop.core import codec
     from bvae_desktop.core.model_source import ModelSource
+    from bvae_desktop.core.model_zoo import resolve_checkpoint
 
     data = codec.read_bvz(args.input)
     header = codec.parse_header(data, name=args.input)  # check the file before loading the model's data
-    source = ModelSource.from_checkpoint(args.checkpoint, load_data=False)
+    source = ModelSource.from_checkpoint(resolve_checkpoint(args.checkpoint), load_data=False)
     codec.check_model(header, source, name=args.input)  # "another model" first: --allow-large would not help
     _check_size(header, len(data), args)
     # decoded and written in batches: the memory needed is the codes', not the images'
@@ -386,6 +388,7 @@ def cmd_rd(args: argparse.Namespace) -> int:
     from bvae_desktop.core import codec
     from bvae_desktop.core.atomic import atomic_path
     from bvae_desktop.core.model_source import ModelSource
+    from bvae_desktop.core.model_zoo import resolve_checkpoint
 
     if args.count < 1:
         raise CodecError(f"--count must be at least 1; got {args.count}")
@@ -393,7 +396,7 @@ def cmd_rd(args: argparse.Namespace) -> int:
     for q in qualities:
         if not 1 <= q <= 100:
             raise CodecError(f"--qualities must be from 1 to 100; got {q}")
-    source = ModelSource.from_checkpoint(args.checkpoint, load_data=args.data is None)
+    source = ModelSource.from_checkpoint(resolve_checkpoint(args.checkpoint), load_data=args.data is None)
     images, described = held_out_images(source, args.data, args.count, args.seed)
     reference = codec.reference_images(source) if source.dataset is not None else images
     stats = codec.latent_stats(source, reference)

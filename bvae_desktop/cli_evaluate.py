@@ -27,7 +27,7 @@ def add_evaluate_parser(commands: Any) -> argparse.ArgumentParser:
         "reconstruction error on the validation split) works on any data. Sample counts follow "
         "disentanglement_lib (DESIGN §5) unless --quick.",
     )
-    parser.add_argument("checkpoint", type=Path, help="checkpoint file (checkpoint.pt)")
+    parser.add_argument("checkpoint", type=Path, help="checkpoint file, or a bundled model's name (bvae models)")
     parser.add_argument(
         "--metrics", default="all", help=f"'all' or a comma-separated list of: {', '.join(METRIC_NAMES)} (default all)"
     )
@@ -60,13 +60,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from bvae_desktop.core.atomic import atomic_write_text
     from bvae_desktop.core.metrics import SUPERVISED, evaluate, metric_names, scaled_counts
     from bvae_desktop.core.model_source import ModelSource
+    from bvae_desktop.core.model_zoo import resolve_checkpoint
 
     names = metric_names(args.metrics)
     if args.threads is not None:
         if args.threads < 1:
             raise BvaeError(f"--threads must be at least 1; got {args.threads}")
         torch.set_num_threads(args.threads)
-    source = ModelSource.from_checkpoint(args.checkpoint, load_data=args.data is None)
+    checkpoint = resolve_checkpoint(args.checkpoint)  # a path, or a bundled model's name
+    source = ModelSource.from_checkpoint(checkpoint, load_data=args.data is None)
     if args.data is not None:
         source.config = dataclasses.replace(source.config, data_path=str(args.data))
         source.attach_dataset()
@@ -102,6 +104,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.json is not None:
         report = {
             "checkpoint": str(args.checkpoint),
+            "checkpoint_path": str(checkpoint),
             "fingerprint": source.fingerprint(),
             "step": source.step,
             "beta": source.beta,

@@ -11,12 +11,16 @@ from types import FrameType
 from typing import Any
 
 from bvae_desktop.cli_evaluate import METRIC_NAMES, add_settings_argument, apply_settings
+from bvae_desktop.cli_executors import add_executor_arguments, apply_executor_overrides, executor_settings
+from bvae_desktop.cli_objectives import add_objective_arguments, apply_objective_arguments
 from bvae_desktop.cli_speed import add_speed_arguments
-from bvae_desktop.core.config import DATASETS, RECONSTRUCTIONS, TrainConfig
-from bvae_desktop.core.errors import ConfigError
+from bvae_desktop.core.config import RECONSTRUCTIONS, TrainConfig
+from bvae_desktop.core.data.registry import dataset_names
+from bvae_desktop.core.value_lists import parse_floats, parse_seeds
 
 DEFAULT_BETAS_TEXT = "0.001,0.01,0.1,1,2,4,8,16"
 _STACK_HELP = "--stack 1 trains each run on its own"
+_VARIED = ("beta",)  # set per run by --betas (sweep) or --beta (compare), whatever the objective's weight is
 # flag -> TrainConfig field: what every run of an experiment shares
 _SHARED_FLAGS = {
     "dataset": "dataset",
@@ -43,7 +47,11 @@ def add_experiment_parsers(commands: Any) -> None:
         "an HTML report in --out. Run it again on the same folder to continue: finished runs are kept.",
     )
     sweep.add_argument(
-        "--betas", default=DEFAULT_BETAS_TEXT, help=f"comma-separated β values (default {DEFAULT_BETAS_TEXT})"
+        "--betas",
+        "--weights",
+        dest="betas",
+        default=DEFAULT_BETAS_TEXT,
+        help=f"comma-separated values of the objective's main weight: β for the β-VAE (default {DEFAULT_BETAS_TEXT})",
     )
     _add_common(sweep)
     sweep.set_defaults(handler=cmd_experiment, kind="sweep")
@@ -54,7 +62,14 @@ def add_experiment_parsers(commands: Any) -> None:
         description="A VAE (β = 1) against a β-VAE with the same data, seeds, steps and network; one table "
         "(reconstruction, KL, every metric), overlaid curves and an HTML report in --out.",
     )
-    compare.add_argument("--beta", type=float, default=4.0, help="β of the β-VAE (default 4, Higgins on dSprites)")
+    compare.add_argument(
+        "--beta",
+        "--weight",
+        dest="beta",
+        type=float,
+        default=4.0,
+        help="the compared objective's main weight: β of the β-VAE (default 4, Higgins on dSprites)",
+    )
     _add_common(compare)
     compare.set_defaults(handler=cmd_experiment, kind="compare")
 
@@ -69,6 +84,7 @@ def add_experiment_parsers(commands: Any) -> None:
     resume.add_argument(
         "--stack", type=int, metavar="K", help=f"runs trained in one pass (default: as saved); {_STACK_HELP}"
     )
+    add_executor_arguments(resume, resume=True)
     resume.add_argument("--quiet", action="store_true", help="only start, finish and failure lines")
     resume.set_defaults(handler=cmd_resume)
 
@@ -85,8 +101,13 @@ def add_experiment_parsers(commands: Any) -> None:
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="experiment folder (created, or continued)")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds, or a count like 3x (= 0,1,2); default 0")
-    parser.add_argument("--dataset", choices=DATASETS, help="data source (default dsprites-procedural, built in)")
+    parser.add_argument("--dataset", choices=dataset_names(), help="data source (default dsprites-procedural, built in)")
     parser.add_argument("--data", help="file or folder for file-based sources")
+    add_objective_arguments(
+        parser,
+        objective_help="what the runs train (default beta-h); a sweep varies its main weight (β, γ, λ_od, ...)",
+        exclude=_VARIED,
+    )
     parser.add_argument("--steps", type=int, help="training steps per run (default 1000)")
     parser.add_argument("--batch-size", type=int, help="images per step (default 64)")
     parser.add_argument("--lr", type=float, help="Adam learning rate (default 5e-4)")
@@ -109,6 +130,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         help=f"train up to K compatible runs in one pass (default 0: 24 on a GPU, 1 on a CPU); {_STACK_HELP}",
     )
     add_speed_arguments(parser)
+    add_executor_arguments(parser)
     parser.add_argument(
         "--metrics", default="all", help=f"'all', 'none' or a comma-separated list of: {', '.join(METRIC_NAMES)}"
     )
@@ -127,26 +149,6 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="only start, finish and failure lines")
 
 
-def parse_floats(text: str, what: str) -> list[float]:
-    try:
-        values = [float(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise ConfigError(f"{what} must be comma-separated numbers; got {text!r}") from None
-    if not values:
-        raise ConfigError(f"give at least one value for {what}")
-    return values
-
-
-def parse_seeds(text: str) -> list[int]:
-    text = text.strip()
-    if text.endswith("x") and text[:-1].isdigit():
-        return list(range(int(text[:-1])))
-    try:
-        return [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise ConfigError(f"--seeds must be comma-separated integers or a count like 3x; got {text!r}") from None
-
-
 def spec_from_args(args: argparse.Namespace) -> Any:
     from bvae_desktop.core.experiment_run import MetricPlan
     from bvae_desktop.core.experiments import ExperimentSpec
@@ -157,6 +159,7 @@ def spec_from_args(args: argparse.Namespace) -> Any:
         value = getattr(args, flag, None)
         if value is not None:
             values[field_name] = value
+    apply_objective_arguments(args, values, exclude=_VARIED)
     base = TrainConfig.from_dict(values, source="command line")
     names = [] if args.metrics.strip() == "none" else metric_names(args.metrics)
     overrides: dict[str, Any] = {}
@@ -166,10 +169,22 @@ def spec_from_args(args: argparse.Namespace) -> Any:
     seeds = parse_seeds(args.seeds)
     if args.kind == "compare":
         return ExperimentSpec.compare(
-            base, args.beta, seeds=seeds, metrics=plan, workers=args.workers, stack=args.stack
+            base,
+            args.beta,
+            seeds=seeds,
+            metrics=plan,
+            workers=args.workers,
+            stack=args.stack,
+            **executor_settings(args),
         )
     return ExperimentSpec.sweep(
-        base, parse_floats(args.betas, "--betas"), seeds=seeds, metrics=plan, workers=args.workers, stack=args.stack
+        base,
+        parse_floats(args.betas, "--betas"),
+        seeds=seeds,
+        metrics=plan,
+        workers=args.workers,
+        stack=args.stack,
+        **executor_settings(args),
     )
 
 
@@ -187,18 +202,16 @@ def cmd_resume(args: argparse.Namespace) -> int:
         spec.workers = args.workers
     if args.stack is not None:
         spec.stack = args.stack
+    apply_executor_overrides(spec, args)
     return _run(Experiment(args.folder, spec.validate()), args.folder, quiet=args.quiet)
 
 
 def _run(experiment: Any, folder: Path, *, quiet: bool) -> int:
     spec = experiment.spec
-    from bvae_desktop.core.stacked import resolve_stack_size
+    from bvae_desktop.core.executors import describe, get_executor
 
-    stack = resolve_stack_size(spec.stack, spec.base.device)
-    print(
-        f"{spec.kind}: {len(experiment.runs)} runs in {folder} ({spec.workers} at a time, up to {stack} in one pass)",
-        file=sys.stderr,
-    )
+    get_executor(spec.executor).check()  # a missing extra (ray): its one line, before anything starts
+    print(f"{spec.kind}: {len(experiment.runs)} runs in {folder} ({describe(spec)})", file=sys.stderr)
     printer = _EventPrinter(quiet=quiet)
     handler = _stop_on_interrupt(experiment)
     previous = {signum: signal.signal(signum, handler) for signum in _STOP_SIGNALS}
@@ -283,7 +296,10 @@ class _EventPrinter:
                 file=sys.stderr,
             )
         elif kind == "started":
-            print(f"{name}: started", file=sys.stderr)
+            where = event.info.get("where")  # the ray executor: which node, which attempt
+            print(f"{name}: started" + (f" ({where})" if where else ""), file=sys.stderr)
+        elif kind == "note":
+            print(event.info.get("message", ""), file=sys.stderr)
         elif kind in ("failed", "stopped"):
             print(f"{name}: {kind}: {event.info.get('message', '')}", file=sys.stderr)
         elif kind == "done":

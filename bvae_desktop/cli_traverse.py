@@ -19,7 +19,7 @@ def add_traverse_parser(commands: Any) -> argparse.ArgumentParser:
         "Rows are sorted by KL measured on the training data's validation split when that data can be "
         "opened; otherwise they keep index order.",
     )
-    parser.add_argument("checkpoint", type=Path, help="checkpoint file (checkpoint.pt)")
+    parser.add_argument("checkpoint", type=Path, help="checkpoint file, or a bundled model's name (bvae models)")
     parser.add_argument("--out", type=Path, required=True, help="PNG file for the grid")
     parser.add_argument("--gif", type=Path, help="also write an animated GIF, one frame per step")
     parser.add_argument("--image", type=Path, help="reference image file (default: the prior mean, all zeros)")
@@ -39,13 +39,14 @@ def add_traverse_parser(commands: Any) -> argparse.ArgumentParser:
 
 def cmd_traverse(args: argparse.Namespace) -> int:
     from bvae_desktop.core.model_source import ModelSource
+    from bvae_desktop.core.model_zoo import resolve_checkpoint
     from bvae_desktop.core.traversal import load_image_file, render_gif, render_grid_png, traversal_values, traverse
 
     try:
         traversal_values(args.range_, args.steps)
     except ValueError as exc:
         raise BvaeError(str(exc)) from exc
-    source = ModelSource.from_checkpoint(args.checkpoint)
+    source = ModelSource.from_checkpoint(resolve_checkpoint(args.checkpoint))
     if source.dataset is None:
         reason = f" ({source.dataset_error})" if source.dataset_error else ""
         print(f"training data not available{reason}: rows keep index order, no KL or factor labels", file=sys.stderr)

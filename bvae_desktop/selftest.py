@@ -1,7 +1,8 @@
 """`bvae-desktop --self-test`: prove an installation works, frozen or not, without a display or a user.
 
 It runs what a first launch runs, offscreen: builds the main window (About must name this version),
-trains a few steps on procedural dSprites through the window's own worker thread, encodes and decodes
+opens every bundled model (weights checked against their cards, one image decoded; the window must
+show the default one, as at first launch; skipped when none is bundled), trains a few steps on procedural dSprites through the window's own worker thread, encodes and decodes
 one image with the checkpoint that run wrote, compresses it to a .bvz file and decompresses it. Every
 file it writes (settings, the run folder, Qt's, fontconfig's and torch's caches) goes into one temporary folder
 that is removed at the end. It prints a summary and returns 0, or names the step that failed and why
@@ -25,7 +26,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-STEPS = ("window", "train", "encode", "compress", "close")
+STEPS = ("window", "models", "train", "encode", "compress", "close")
 FAIL_ENV = "BVAE_SELFTEST_FAIL"
 TRAIN_STEPS = 12
 TRAIN_TIMEOUT_S = 300.0  # a slow first start (cold disk, antivirus scanning the bundle) takes long
@@ -120,6 +121,39 @@ class _SelfTest:
         if __version__ not in about:
             raise RuntimeError(f"About does not show version {__version__}: {about!r}")
         return f"main window built, About shows {__version__}, {self.window.tabs.count()} tabs"
+
+    def models_step(self) -> str:
+        import numpy as np
+
+        from bvae_desktop.core import model_zoo
+
+        problems: list[str] = []
+        models = model_zoo.list_models(problems=problems)
+        if problems:
+            raise RuntimeError(problems[0])
+        if not models:
+            return f"no bundled models (looked in {model_zoo.models_dir() or 'the installed package'}): skipped"
+        for model in models:
+            model_zoo.verify_weights(model)
+        model = next((m for m in models if m.name == model_zoo.DEFAULT_MODEL), models[0])
+        source = model_zoo.model_source(model)
+        found = None if source.dataset is None else source.dataset.batch(source.val_indices[:1]).numpy()
+        code = source.encode(found)[0] if found is not None else np.zeros((1, source.latent_dim), np.float32)
+        decoded = source.decode(code)
+        if decoded.shape != (1, *source.image_shape) or decoded.dtype != np.uint8:
+            raise RuntimeError(f"{model.name}: decoded {decoded.shape} {decoded.dtype}")
+        shown = ""
+        if model.name == model_zoo.DEFAULT_MODEL:
+            window = self.window
+            label = f"bundled model {model.name}"
+            if not _wait_until(lambda: window.model_source is not None and window.model_source.label == label, 30.0):
+                raise RuntimeError(f"the window did not show {model.name} at first launch")
+            shown = "; the window shows it"
+        shape = "x".join(str(n) for n in decoded.shape)
+        return (
+            f"{len(models)} bundled ({', '.join(m.name for m in models)}), SHA-256 ok; "
+            f"{model.name} decoded {shape}{shown}"
+        )
 
     def train_step(self) -> str:
         window = self.window

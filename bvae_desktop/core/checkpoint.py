@@ -36,6 +36,9 @@ class Checkpoint:
     metrics: dict[str, float] = field(default_factory=dict)
     dataset: dict[str, str] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
+    # an objective's own network and its optimizer (FactorVAE's discriminator): tensors only, like the model
+    auxiliary_state: dict[str, torch.Tensor] | None = None
+    auxiliary_optimizer_state: dict[str, Any] | None = None
     path: Path | None = None
 
     def build_model(self, device: torch.device | str = "cpu") -> BetaVAE:
@@ -82,6 +85,13 @@ def save_checkpoint(path: str | os.PathLike[str], checkpoint: Checkpoint) -> Pat
         "dataset": dict(checkpoint.dataset),
         "versions": {k: str(v) for k, v in (checkpoint.versions or library_versions()).items()},
     }
+    if checkpoint.auxiliary_state is not None:
+        payload["auxiliary"] = {
+            "model": {k: v.detach().to("cpu").contiguous() for k, v in checkpoint.auxiliary_state.items()},
+            "optimizer": _to_cpu(checkpoint.auxiliary_optimizer_state)
+            if checkpoint.auxiliary_optimizer_state is not None
+            else None,
+        }
     target = Path(path)
     try:
         buffer = io.BytesIO()  # serialised in memory: a disk error then surfaces as an OSError with its errno
@@ -164,6 +174,8 @@ def _parse(payload: object, file: Path) -> Checkpoint:
             metrics={k: float(v) for k, v in (payload.get("metrics") or {}).items()},
             dataset={k: str(v) for k, v in (payload.get("dataset") or {}).items()},
             versions={k: str(v) for k, v in (payload.get("versions") or {}).items()},
+            auxiliary_state=dict(payload["auxiliary"]["model"]) if payload.get("auxiliary") else None,
+            auxiliary_optimizer_state=payload["auxiliary"].get("optimizer") if payload.get("auxiliary") else None,
             path=file,
         )
     except ConfigError as exc:

@@ -15,10 +15,8 @@ from bvae_desktop.core.atomic import atomic_write_text
 from bvae_desktop.core.errors import ConfigError
 from bvae_desktop.core.jsonfile import read_json_object
 
-OBJECTIVES = ("vae", "beta-h", "beta-b")
 RECONSTRUCTIONS = ("auto", "bernoulli", "gaussian")
 COMPILE_MODES = ("auto", "on", "off")  # auto: compiled on CUDA, eager elsewhere
-DATASETS = ("dsprites-procedural", "dsprites", "shapes3d", "mnist", "folder")
 
 
 def beta_normalised(beta: float, latent_dim: int, image_shape: tuple[int, int, int]) -> float:
@@ -58,6 +56,7 @@ class TrainConfig:
     channels_last: bool = True
     compile: str = "auto"
     sync_every: int = 0  # steps between host reads of the losses; 0: every step on the CPU, blocks on a GPU
+    objective_params: dict[str, Any] = field(default_factory=dict)  # the objective's own settings (its spec's)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> TrainConfig:
@@ -66,11 +65,8 @@ class TrainConfig:
         Every field is checked for its type (a JSON config can hold anything) and for a range no real run
         leaves: a value past it would fail later, deep in numpy, torch or the allocator, with a traceback.
         """
-        _choice("dataset", self.dataset, DATASETS)
-        _optional_path("data_path", self.data_path)
-        if self.dataset not in ("dsprites-procedural",) and not self.data_path:
-            raise ConfigError(f"dataset {self.dataset!r} needs a file or folder (data_path / --data)")
-        _choice("objective", self.objective, OBJECTIVES)
+        _dataset(self)
+        _objective(self)
         _choice("reconstruction", self.reconstruction, RECONSTRUCTIONS)
         _choice("compile", self.compile, COMPILE_MODES)
         if not isinstance(self.sync_every, int) or isinstance(self.sync_every, bool) or self.sync_every < 0:
@@ -92,8 +88,10 @@ class TrainConfig:
 
     @property
     def effective_beta(self) -> float:
-        """β the objective actually uses: a plain VAE is β = 1 whatever the field says."""
-        return 1.0 if self.objective == "vae" else self.beta
+        """The objective's main weight as it trains (a plain VAE is β = 1 whatever the field says)."""
+        from bvae_desktop.core.objectives import main_weight
+
+        return main_weight(self)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -157,6 +155,31 @@ INT_LIMITS = {
     "val_batches": MAX_VAL_BATCHES,
 }
 _DEVICE = re.compile(r"auto|cpu|mps|cuda(:[0-9]{1,3})?")
+
+
+def _dataset(config: TrainConfig) -> None:
+    """A registered source, given the file or folder it needs (core/data/registry.py)."""
+    from bvae_desktop.core.data.registry import dataset_names, dataset_spec
+    from bvae_desktop.core.errors import DatasetError
+
+    try:
+        spec = dataset_spec(config.dataset)
+    except DatasetError:
+        _choice("dataset", config.dataset, dataset_names())
+        raise
+    _optional_path("data_path", config.data_path)
+    if spec.needs_path and not config.data_path:
+        raise ConfigError(f"dataset {config.dataset!r} needs a {spec.needs} (data_path / --data)")
+
+
+def _objective(config: TrainConfig) -> None:
+    """The objective must be registered, and objective_params hold only its own parameters, in range."""
+    from bvae_desktop.core.objectives import check_objective_params, objective_spec
+
+    if not isinstance(config.objective_params, dict):
+        raise ConfigError(f"objective_params must be a mapping of settings; got {_shown(config.objective_params)}")
+    objective_spec(config.objective)
+    check_objective_params(config)
 
 
 def _shown(value: object) -> str:

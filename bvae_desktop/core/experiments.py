@@ -7,7 +7,8 @@ An experiment lives in one folder:
     results.json/.h5     every finished run's numbers and curves, rewritten as runs finish
     report.html          a self-contained page with the table and the figures (figures/*.png too)
 
-Runs go one after another in this process, or in `workers` processes. Stopping keeps every
+Runs go one after another in this process, in `workers` processes, or as tasks on a Ray cluster (the
+executors: core/executors.py, core/ray_executor.py). Stopping keeps every
 finished run and the checkpoint of each unfinished one; running again skips the finished runs
 and continues the others from their checkpoints.
 """
@@ -34,6 +35,7 @@ from bvae_desktop.core.config import TrainConfig
 from bvae_desktop.core.data import load_dataset
 from bvae_desktop.core.data.imageset import ImageSet
 from bvae_desktop.core.errors import BvaeError, ConfigError
+from bvae_desktop.core.executors import default_executor, get_executor, make_executor
 from bvae_desktop.core.experiment_run import (
     MetricPlan,
     RunSpec,
@@ -66,6 +68,8 @@ class ExperimentSpec:
     metrics: MetricPlan = field(default_factory=MetricPlan)
     workers: int = 1
     stack: int = 0  # runs trained in one pass (core/stacked.py); 0: automatic (24 on a GPU, 1 on a CPU)
+    executor: str = ""  # where runs train: local, processes, ray (core/executors.py); "": processes if workers > 1
+    executor_options: dict[str, Any] = field(default_factory=dict)  # the executor's settings (ray: address, ...)
 
     @classmethod
     def sweep(cls, base: TrainConfig, betas: Sequence[float] = DEFAULT_BETAS, **options: Any) -> ExperimentSpec:
@@ -82,8 +86,8 @@ class ExperimentSpec:
         self.base.validate()
         if not self.betas:
             raise ConfigError("give at least one β")
-        if self.base.objective == "beta-b":
-            raise ConfigError("experiments vary β of the β-VAE (H) objective; the capacity objective (beta-b) has none")
+        if _varied_objective(self.base).main is None:
+            raise ConfigError(f"the {self.base.objective} objective has no weight for an experiment to vary")
         for beta in self.betas:
             if not (isinstance(beta, (int, float)) and math.isfinite(beta) and beta >= 0):
                 raise ConfigError(f"every β must be a finite number >= 0; got {beta!r}")
@@ -97,6 +101,8 @@ class ExperimentSpec:
             raise ConfigError(f"workers must be a positive integer; got {self.workers!r}")
         if not isinstance(self.stack, int) or isinstance(self.stack, bool) or self.stack < 0:
             raise ConfigError(f"stack must be a non-negative integer (0: automatic); got {self.stack!r}")
+        self.executor = self.executor or default_executor(self.workers)  # as before executors existed
+        self.executor_options = get_executor(self.executor).validate_options(self.executor_options)
         if self.metrics.divisor < 1:
             raise ConfigError(f"the metric count divisor must be at least 1; got {self.metrics.divisor}")
         from bvae_desktop.core.metrics import metric_names
@@ -105,27 +111,37 @@ class ExperimentSpec:
         return self
 
     def runs(self) -> list[RunSpec]:
-        """Every run, in the order they go: by β (the comparison: VAE first), then by seed."""
+        """Every run, in the order they go: by weight (the comparison: VAE first), then by seed.
+
+        A sweep varies the objective's main weight (β for the β-VAE, γ for capacity, λ_od for DIP-VAE...);
+        the β-VAE's runs keep their historical names (beta-4_seed-0), others are named after the objective.
+        """
+        from bvae_desktop.core.objectives import with_main_weight
+
+        base = self.base
+        spec = _varied_objective(base)
+        if base.objective == "vae":
+            base = dataclasses.replace(base, objective="beta-h")
+        label = spec.main_param.label if spec.main_param is not None else "β"
+        prefix = "beta" if spec.name == "beta-h" else spec.name
         runs: list[RunSpec] = []
         if self.kind == "compare":
-            beta = self.betas[0]
-            objective = self.base.objective if self.base.objective != "vae" else "beta-h"
+            weight = self.betas[0]
             for seed in self.seeds:
                 vae = dataclasses.replace(self.base, objective="vae", beta=1.0, seed=seed)
                 runs.append(RunSpec(f"vae_seed-{seed}", f"VAE, seed {seed}", vae, group="VAE"))
             for seed in self.seeds:
-                config = dataclasses.replace(self.base, objective=objective, beta=beta, seed=seed)
-                group = f"β-VAE (β={beta:g})"
-                runs.append(RunSpec(f"beta-{_beta_text(beta)}_seed-{seed}", f"{group}, seed {seed}", config, group))
+                config = dataclasses.replace(with_main_weight(base, weight), seed=seed)
+                group = f"{spec.label} ({label}={weight:g})"
+                name = f"{prefix}-{_beta_text(weight)}_seed-{seed}"
+                runs.append(RunSpec(name, f"{group}, seed {seed}", config, group))
             return runs
-        for beta in self.betas:
+        for weight in self.betas:
             for seed in self.seeds:
-                config = dataclasses.replace(self.base, beta=beta, seed=seed)
-                if config.objective == "vae":
-                    config = dataclasses.replace(config, objective="beta-h")
-                runs.append(
-                    RunSpec(f"beta-{_beta_text(beta)}_seed-{seed}", f"β={beta:g}, seed {seed}", config, f"β={beta:g}")
-                )
+                config = dataclasses.replace(with_main_weight(base, weight), seed=seed)
+                group = f"{label}={weight:g}" if spec.name == "beta-h" else f"{spec.label} {label}={weight:g}"
+                name = f"{prefix}-{_beta_text(weight)}_seed-{seed}"
+                runs.append(RunSpec(name, f"{group}, seed {seed}", config, group))
         return runs
 
     def to_dict(self) -> dict[str, Any]:
@@ -138,6 +154,8 @@ class ExperimentSpec:
             "metrics": self.metrics.to_dict(),
             "workers": self.workers,
             "stack": self.stack,
+            "executor": self.executor,
+            "executor_options": dict(self.executor_options),
         }
 
     @classmethod
@@ -153,15 +171,24 @@ class ExperimentSpec:
                 metrics=MetricPlan.from_dict(data.get("metrics", {})),
                 workers=int(data.get("workers", 1)),
                 stack=int(data.get("stack", 0)),
+                executor=data.get("executor") or "",
+                executor_options=data.get("executor_options") or {},
             ).validate()
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"{source}: damaged experiment spec ({exc!r})") from None
 
     def same_runs_as(self, other: ExperimentSpec) -> bool:
-        """True when both would train and score the same runs (how many workers or stacked does not matter)."""
+        """True when both would train and score the same runs (workers, stacking and executor do not matter)."""
         ours = {r.name: r.config.to_dict() for r in self.runs()}
         theirs = {r.name: r.config.to_dict() for r in other.runs()}
         return ours == theirs and self.metrics.to_dict() == other.metrics.to_dict()
+
+
+def _varied_objective(base: TrainConfig) -> Any:
+    """The objective a sweep or comparison trains (a VAE base means the β-VAE: the VAE has β fixed)."""
+    from bvae_desktop.core.objectives import objective_spec
+
+    return objective_spec("beta-h" if base.objective == "vae" else base.objective)
 
 
 def _beta_text(beta: float) -> str:
@@ -182,7 +209,8 @@ def load_spec(folder: str | Path) -> ExperimentSpec:
 
 @dataclass
 class ExperimentEvent:
-    """What the runner reports. kind: skipped, started, step, metric, finished, failed, stopped, done."""
+    """What the runner reports. kind: skipped, started, step, metric, finished, failed, stopped, done; and
+    note (no run: the executor's word for people, info["message"], e.g. which Ray cluster)."""
 
     kind: str
     run: str = ""
@@ -230,6 +258,7 @@ class Experiment:
     def run(self, on_event: EventSink | None = None) -> bool:
         """Run every unfinished run; True when all are finished, False when stopped or a run failed."""
         sink = on_event or (lambda _event: None)
+        executor = make_executor(self)  # before anything is written: a missing extra (ray) is one clear line
         self.folder.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.folder / SPEC_NAME, json.dumps(self.spec.to_dict(), indent=2) + "\n")
         pending = []
@@ -242,11 +271,7 @@ class Experiment:
         self.publish()
         failed: list[str] = []
         if pending and not self.stopping:
-            stacks = self.stacks(pending)
-            if self.spec.workers > 1 and len(stacks) > 1:
-                self._run_parallel(stacks, sink, failed)
-            else:
-                self._run_here(stacks, sink, failed)
+            executor.run(pending, sink, failed)  # local: _run_here; processes: _run_parallel; ray: core/ray_executor.py
         self.publish()
         finished = sum(r is not None for r in self.results().values())
         complete = finished == len(self.runs)

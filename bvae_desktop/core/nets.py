@@ -90,11 +90,13 @@ class BetaVAE(nn.Module):
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return self.decoder(z)
 
-    def forward(self, x: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Reparameterised pass; `noise` ~ N(0, I) is passed in so the caller owns the RNG."""
+    def forward(self, x: torch.Tensor, noise: torch.Tensor, *, with_z: bool = False) -> tuple[torch.Tensor, ...]:
+        """Reparameterised pass: (output, mean, logvar), and the sampled z when asked (objectives that
+        estimate the aggregate posterior need it). `noise` ~ N(0, I) is passed in so the caller owns the RNG."""
         mean, logvar = self.encode(x)
         z = mean + noise * torch.exp(0.5 * logvar)
-        return self.decode(z), mean, logvar
+        output = self.decode(z)
+        return (output, mean, logvar, z) if with_z else (output, mean, logvar)
 
 
 def to_unit_float(images: torch.Tensor) -> torch.Tensor:

@@ -35,22 +35,26 @@ from bvae_desktop.core.config import TrainConfig
 from bvae_desktop.core.data import ImageSet, load_dataset
 from bvae_desktop.core.device import pick_device
 from bvae_desktop.core.errors import ConfigError, TrainingError
-from bvae_desktop.core.objectives import loss_terms
-from bvae_desktop.core.trainer import StepEvent, Trainer, _PendingStep
+from bvae_desktop.core.objectives import ForwardPass, objective_spec
+from bvae_desktop.core.trainer import StepEvent, Trainer, _PendingStep, terms_vector
 
 STACK_MODES = ("auto", "vmap", "loop")
-_VARYING = ("seed", "beta", "objective", "gamma")  # what members of one stack may differ in
 _BETA_H_FAMILY = ("vae", "beta-h")  # the same loss, β fixed at 1 for the VAE
 
 
 def stack_key(config: TrainConfig) -> str:
-    """Configs with equal keys can train in one stack: everything but seed and β (or γ) agrees."""
+    """Configs with equal keys can train in one stack: everything but the seed and the objective's main
+    weight (β, γ, λ) agrees; the VAE stacks with β-VAEs (the same loss at β = 1)."""
     data = config.to_dict()
-    family = "beta-h" if data["objective"] in _BETA_H_FAMILY else data["objective"]
-    for name in _VARYING:
-        data.pop(name, None)
-    data["objective_family"] = family
-    return repr(sorted(data.items()))
+    main = objective_spec(config.objective).main
+    data.pop("seed")
+    if main is not None:
+        data.pop(main, None)
+        data["objective_params"] = {k: v for k, v in data["objective_params"].items() if k != main}
+    if data["objective"] in _BETA_H_FAMILY:
+        data["objective"] = "beta-h"
+        data.pop("beta", None)
+    return repr(sorted((k, repr(v)) for k, v in data.items()))
 
 
 def group_stackable(configs: Sequence[TrainConfig], size: int) -> list[list[int]]:
@@ -131,6 +135,9 @@ class StackedTrainer:
         keys = {stack_key(c.validate()) for c in configs}
         if len(keys) > 1:
             raise ConfigError("runs in one stack may differ only in seed and β (or γ); these differ in more")
+        batched = objective_spec(configs[0].objective).vmap_stackable
+        if mode == "vmap" and not batched:
+            raise ConfigError(f"{configs[0].objective} trains a network of its own: its stacks run member by member")
         count = len(configs)
         run_dirs = list(run_dirs) if run_dirs is not None else [None] * count
         resumes = list(resumes) if resumes is not None else [None] * count
@@ -145,7 +152,7 @@ class StackedTrainer:
         ]
         self.device = self.members[0].device
         if mode == "auto":
-            mode = "loop" if self.device.type == "cpu" or count == 1 else "vmap"
+            mode = "loop" if self.device.type == "cpu" or count == 1 or not batched else "vmap"
         self.mode = mode
         self.failures: dict[int, TrainingError] = {}
         self._stop = threading.Event()
@@ -261,10 +268,12 @@ class StackedTrainer:
                         self._adam.exp_avg[slot][index].copy_(state["exp_avg"])
                         self._adam.exp_avg_sq[slot][index].copy_(state["exp_avg_sq"])
         self._weights = torch.tensor([m.objective.beta for m in members], device=self.device)
-        self._capacities = torch.zeros(len(members), device=self.device)
+        self._schedules = {
+            key: torch.zeros(len(members), device=self.device) for key in first.objective.schedule(0)
+        }
         self._healthy = torch.ones(len(members), dtype=torch.bool, device=self.device)
-        self._reconstruction = first.objective.reconstruction
-        self._combine = first.objective.combine
+        self._objective = first.objective  # the same loss for all (stack_key); weights and schedules vary
+        self._dataset_size = len(first.train_indices)
         self._autocast = first._autocast
         for index, member in enumerate(members):
             member.before_model_read = lambda index=index: self._write_back(index)
@@ -282,14 +291,24 @@ class StackedTrainer:
         x: torch.Tensor,
         noise: torch.Tensor,
         weight: torch.Tensor,
-        capacity: torch.Tensor,
+        schedule: dict[str, torch.Tensor],
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One member's loss and [total, recon, KL, KL per dim], written for one model; vmap stacks it."""
+        """One member's loss and [total, recon, KL, KL per dim, extras], written for one model; vmap stacks it."""
         with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self._autocast):
-            output, mean, logvar = functional_call(self._base, params, (x, noise))
-        recon, kl_dims, kl = loss_terms(output, x, mean, logvar, self._reconstruction)
-        total = self._combine(recon, kl, weight, capacity)
-        return total, torch.cat([torch.stack([total, recon, kl]), kl_dims]).detach()
+            output, mean, logvar, z = functional_call(self._base, params, (x, noise), {"with_z": True})
+        batch = ForwardPass(
+            x=x,
+            output=output,
+            mean=mean,
+            logvar=logvar,
+            z=z,
+            step=0,  # step-dependent values come through `schedule`
+            dataset_size=self._dataset_size,
+            weight=weight,
+            schedule=schedule,
+        )
+        terms = self._objective(batch)
+        return terms.total, terms_vector(terms, self._objective.extra_names)
 
     def _stacked_step(self, active: list[int]) -> None:
         members = self.members
@@ -302,15 +321,15 @@ class StackedTrainer:
                 changed = member._apply_pending_beta()
                 if changed:
                     self._weights[index] = member.objective.beta
-                capacity = member.objective.capacity(member.step)
-                if capacity is not None:
-                    self._capacities[index] = capacity
+                schedule = member.objective.schedule(member.step)
+                for key, value in schedule.items():
+                    self._schedules[key][index] = value
                 x, noise = member.draw_batch()
-                betas.append((member.objective.beta, capacity, changed))
+                betas.append((member.objective.beta, schedule, changed))
             else:
                 x = torch.zeros((member.config.batch_size, *member.image_shape), device=self.device)
                 noise = torch.zeros((member.config.batch_size, member.config.latent_dim), device=self.device)
-                betas.append((member.objective.beta, None, False))
+                betas.append((member.objective.beta, {}, False))
             images.append(x.contiguous())
             noises.append(noise)
         batch = torch.stack(images)
@@ -323,18 +342,18 @@ class StackedTrainer:
         for index in active:
             member = members[index]
             member.step += 1
-            beta, capacity, changed = betas[index]
-            member._pending.append(_PendingStep(member.step, values[index], beta, capacity, changed))
+            beta, schedule, changed = betas[index]
+            member._pending.append(_PendingStep(member.step, values[index], beta, schedule, changed))
 
     def _run(self, batch: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self._compiled is not None:
             try:
-                return self._compiled(self._params, batch, noise, self._weights, self._capacities)
+                return self._compiled(self._params, batch, noise, self._weights, self._schedules)
             except Exception as exc:  # noqa: BLE001 - compilation can fail in many ways; eager always works
                 self._compiled = None
                 self.members[0]._compile_failed(f"{type(exc).__name__}: {exc}")
                 self._adam.zero_grad()
-        return self._batched(self._params, batch, noise, self._weights, self._capacities)
+        return self._batched(self._params, batch, noise, self._weights, self._schedules)
 
     @torch.no_grad()
     def _write_back(self, index: int) -> None:

@@ -10,7 +10,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +29,7 @@ from bvae_desktop.core.data import ImageSet, load_dataset, split_indices
 from bvae_desktop.core.device import pick_device
 from bvae_desktop.core.errors import CheckpointError, ConfigError, DatasetError, TrainingError
 from bvae_desktop.core.nets import BetaVAE, to_unit_float
-from bvae_desktop.core.objectives import LossTerms, Weight, loss_terms, make_objective
+from bvae_desktop.core.objectives import ForwardPass, LossTerms, Weight, make_objective
 from bvae_desktop.core.runlog import RunLog
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -59,6 +59,7 @@ class StepEvent:
     beta_changed: bool = False
     validation: dict[str, float] | None = None
     checkpoint: str | None = None
+    extras: dict[str, float] = field(default_factory=dict)  # the objective's own terms (TC, ...), by name
 
     @property
     def done(self) -> bool:
@@ -70,13 +71,15 @@ class _PendingStep:
     """A trained step whose numbers may still sit on the device (read in blocks, see `Trainer.steps`)."""
 
     step: int
-    values: torch.Tensor | list[float]  # total, recon, KL, KL per dimension
+    values: torch.Tensor | list[float]  # total, recon, KL, KL per dimension, the objective's extras
     beta: float
-    capacity: float | None
+    schedule: dict[str, float]
     beta_changed: bool
 
 
-LossFunction = Callable[[torch.Tensor, torch.Tensor, Weight, Weight | None], tuple[torch.Tensor, torch.Tensor]]
+LossFunction = Callable[
+    [torch.Tensor, torch.Tensor, Weight, dict[str, Weight]], tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+]
 
 
 class Trainer:
@@ -110,9 +113,17 @@ class Trainer:
             self.model = self.model.to(memory_format=torch.channels_last)
         self._autocast = self.device.type == "cuda" and config.bf16
         self.sync_every = config.sync_every or (1 if self.device.type == "cpu" else DEVICE_SYNC_EVERY)
-        self.optimizer, self._device_guard = self._make_optimizer()
-        self._healthy = torch.ones((), dtype=torch.bool, device=self.device)
         self.objective = make_objective(config, self.image_shape[0])
+        self.auxiliary = self.objective.auxiliary_network(config.latent_dim)  # e.g. FactorVAE's discriminator
+        if self.auxiliary is not None:
+            self.auxiliary = self.auxiliary.to(self.device)
+        self.optimizer, self._device_guard = self._make_optimizer()
+        self.auxiliary_optimizer = (
+            self.objective.auxiliary_optimizer(self.auxiliary, fused=self._device_guard)
+            if self.auxiliary is not None
+            else None
+        )
+        self._healthy = torch.ones((), dtype=torch.bool, device=self.device)
         train_idx, val_idx = split_indices(len(self.dataset), config.val_fraction, config.seed)
         self.train_indices = torch.as_tensor(train_idx, device=self.device)
         self.val_indices = val_idx
@@ -173,7 +184,8 @@ class Trainer:
             return None
         self.compile_status = "compiling"
         self._weight_t = torch.zeros((), device=self.device)
-        self._capacity_t = torch.zeros((), device=self.device)
+        self._step_t = torch.zeros((), dtype=torch.int64, device=self.device)  # a Python int would recompile
+        self._schedule_t: dict[str, torch.Tensor] = {}
         return compiled
 
     def _compile_failed(self, reason: str) -> None:
@@ -290,7 +302,7 @@ class Trainer:
         for item, row in zip(pending, rows, strict=True):
             if not all(math.isfinite(v) for v in row[:3]):
                 return events, self._halt(item, row[0])
-            events.append(self.record_step(item.step, row, item.beta, item.capacity, self._rate, item.beta_changed))
+            events.append(self.record_step(item.step, row, item.beta, item.schedule, self._rate, item.beta_changed))
         return events, None
 
     def _halt(self, bad: _PendingStep, loss: float) -> TrainingError:
@@ -363,30 +375,47 @@ class Trainer:
         noise = torch.randn((config.batch_size, config.latent_dim), generator=self.generator, device=self.device)
         return x, noise
 
-    def _forward(self, x: torch.Tensor, noise: torch.Tensor, step: int) -> LossTerms:
+    def forward_pass(
+        self, x: torch.Tensor, noise: torch.Tensor, weight: Weight, schedule: dict[str, Weight]
+    ) -> ForwardPass:
+        """The model's pass over a batch, as the record every objective's loss reads."""
         with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self._autocast):
-            output, mean, logvar = self.model(x, noise)
-        return self.objective(output, x, mean, logvar, step)
+            output, mean, logvar, z = self.model(x, noise, with_z=True)
+        return ForwardPass(
+            x=x,
+            output=output,
+            mean=mean,
+            logvar=logvar,
+            z=z,
+            step=self._step_t if self._compiled is not None else self.step,
+            dataset_size=len(self.train_indices),
+            weight=weight,
+            schedule=schedule,
+            auxiliary=self.auxiliary,
+        )
+
+    def _forward(self, x: torch.Tensor, noise: torch.Tensor) -> LossTerms:
+        batch = self.forward_pass(x, noise, self.objective.beta, self.objective.schedule(self.step))
+        return self.objective(batch)
 
     def _loss(
-        self, x: torch.Tensor, noise: torch.Tensor, weight: Weight, capacity: Weight | None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(total loss, detached [total, recon, KL, KL per dim]): the whole step's computation, compilable."""
-        with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self._autocast):
-            output, mean, logvar = self.model(x, noise)
-        recon, kl_dims, kl = loss_terms(output, x, mean, logvar, self.objective.reconstruction)
-        total = self.objective.combine(recon, kl, weight, capacity)
-        values = torch.cat([torch.stack([total, recon, kl]), kl_dims]).detach()
-        return total, values
+        self, x: torch.Tensor, noise: torch.Tensor, weight: Weight, schedule: dict[str, Weight]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(total loss, detached [total, recon, KL, KL per dim, extras], detached z): the step's computation,
+        compilable."""
+        batch = self.forward_pass(x, noise, weight, schedule)
+        terms = self.objective(batch)
+        values = terms_vector(terms, self.objective.extra_names)
+        return terms.total, values, batch.z.detach()
 
     def _train_step(self, beta_changed: bool) -> _PendingStep:
         beta = self.objective.beta
-        capacity = self.objective.capacity(self.step)
+        schedule = self.objective.schedule(self.step)
         try:
             x, noise = self.draw_batch()
             self.model.train()
             self.optimizer.zero_grad(set_to_none=True)
-            values = self._backward(x, noise, beta, capacity)
+            values, z = self._backward(x, noise, beta, schedule)
         except (torch.OutOfMemoryError, RuntimeError, MemoryError) as exc:
             if not _is_out_of_memory(exc):
                 raise
@@ -399,38 +428,55 @@ class Trainer:
             ) from None
         if self._device_guard:
             self._healthy &= torch.isfinite(values[:3]).all()
-            self.optimizer.found_inf = (~self._healthy).float()  # fused Adam leaves the weights as they are
+            found_inf = (~self._healthy).float()
+            self.optimizer.found_inf = found_inf  # fused Adam leaves the weights as they are
+            if self.auxiliary_optimizer is not None:
+                self.auxiliary_optimizer.found_inf = found_inf
         else:
             host = values.tolist()
             if not all(math.isfinite(v) for v in host[:3]):
-                raise self._halt(_PendingStep(self.step + 1, host, beta, capacity, beta_changed), host[0])
+                raise self._halt(_PendingStep(self.step + 1, host, beta, schedule, beta_changed), host[0])
             values = host
         self.optimizer.step()
+        self._auxiliary_step(z)
         self.step += 1
-        return _PendingStep(self.step, values, beta, capacity, beta_changed)
+        return _PendingStep(self.step, values, beta, schedule, beta_changed)
 
-    def _backward(self, x: torch.Tensor, noise: torch.Tensor, beta: float, capacity: float | None) -> torch.Tensor:
+    def _auxiliary_step(self, z: torch.Tensor) -> None:
+        """Train the objective's own network (FactorVAE's discriminator) on this step's detached codes."""
+        if self.auxiliary is None or self.auxiliary_optimizer is None:
+            return
+        self.auxiliary_optimizer.zero_grad(set_to_none=True)  # drop what the model's loss put there
+        self.auxiliary.train()
+        self.objective.auxiliary_loss(z, self.auxiliary).backward()
+        self.auxiliary_optimizer.step()
+
+    def _backward(
+        self, x: torch.Tensor, noise: torch.Tensor, beta: float, schedule: dict[str, float]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Forward and backward, compiled when asked and possible; the first failure falls back to eager."""
         if self._compiled is not None:
             try:
-                return self._compiled_backward(x, noise, beta, capacity)
+                return self._compiled_backward(x, noise, beta, schedule)
             except Exception as exc:  # noqa: BLE001 - compilation can fail in many ways; eager always works
                 self._compiled = None
                 self._compile_failed(f"{type(exc).__name__}: {exc}")
                 self.optimizer.zero_grad(set_to_none=True)
-        total, values = self._loss(x, noise, beta, capacity)
+        total, values, z = self._loss(x, noise, beta, schedule)
         total.backward()
-        return values
+        return values, z
 
     def _compiled_backward(
-        self, x: torch.Tensor, noise: torch.Tensor, beta: float, capacity: float | None
-    ) -> torch.Tensor:
+        self, x: torch.Tensor, noise: torch.Tensor, beta: float, schedule: dict[str, float]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         assert self._compiled is not None
         first = self.compile_status == "compiling"
         started = time.perf_counter()
         self._weight_t.fill_(beta)
-        self._capacity_t.fill_(0.0 if capacity is None else capacity)
-        total, values = self._compiled(x, noise, self._weight_t, None if capacity is None else self._capacity_t)
+        self._step_t.fill_(self.step)
+        for key, value in schedule.items():
+            self._schedule_t.setdefault(key, torch.zeros((), device=self.device)).fill_(value)
+        total, values, z = self._compiled(x, noise, self._weight_t, {k: self._schedule_t[k] for k in schedule})
         total.backward()
         if first:
             if self.device.type == "cuda":
@@ -438,19 +484,23 @@ class Trainer:
             self.compile_seconds = time.perf_counter() - started
             self.compile_status = f"compiled in {self.compile_seconds:.1f} s"
             self._compile_pending_log = True
-        return values
+        return values, z
 
     def record_step(
         self,
         step: int,
         row: list[float],
         beta: float,
-        capacity: float | None,
+        schedule: dict[str, float],
         rate: float,
         beta_changed: bool,
     ) -> StepEvent:
         """Log one trained step's numbers; validate and checkpoint when due; return its event."""
-        total, recon, kl, *kl_dims = row
+        latent_dim = self.config.latent_dim
+        total, recon, kl = row[:3]
+        kl_dims = row[3 : 3 + latent_dim]
+        extras = dict(zip(self.objective.extra_names, row[3 + latent_dim :], strict=True))
+        capacity = schedule.get("capacity")
         lr = float(self.optimizer.param_groups[0]["lr"])
         metrics = {
             "loss": total,
@@ -461,6 +511,8 @@ class Trainer:
             "capacity": capacity if capacity is not None else math.nan,
             "lr": lr,
             "images_per_s": rate,
+            **{k: v for k, v in schedule.items() if k != "capacity"},
+            **extras,
         }
         if self._compile_pending_log and self.compile_seconds is not None:
             metrics["compile_seconds"] = self.compile_seconds  # once, on the first compiled step's row
@@ -492,6 +544,7 @@ class Trainer:
             beta_changed=beta_changed,
             validation=validation,
             checkpoint=checkpoint,
+            extras=extras,
         )
 
     @torch.no_grad()
@@ -508,7 +561,7 @@ class Trainer:
         for start in range(0, count, config.batch_size):
             x = self._batch(indices[start : start + config.batch_size])
             noise = torch.randn((x.shape[0], config.latent_dim), generator=generator, device=self.device)
-            terms = self._forward(x, noise, self.step)
+            terms = self._forward(x, noise)
             sums += np.array([float(terms.total), float(terms.recon), float(terms.kl)]) * x.shape[0]
         total, recon, kl = sums / max(count, 1)
         return {"loss": total, "recon": recon, "kl": kl}
@@ -543,6 +596,10 @@ class Trainer:
             metrics=dict(self.last_metrics),
             dataset={"name": self.dataset.name, "source": str(self.dataset.source), "kind": self.config.dataset},
             versions=library_versions(),
+            auxiliary_state=self.auxiliary.state_dict() if self.auxiliary is not None else None,
+            auxiliary_optimizer_state=(
+                self.auxiliary_optimizer.state_dict() if self.auxiliary_optimizer is not None else None
+            ),
         )
 
     def save_checkpoint(self, path: str | Path | None = None) -> Path:
@@ -589,13 +646,25 @@ class Trainer:
                 f"{where}: latent size {checkpoint.config.latent_dim} does not fit "
                 f"the configured {self.config.latent_dim}"
             )
+        changed = resume_conflicts(checkpoint.config, self.config)
+        if changed:
+            details = "; ".join(f"{name}: {old!r} in the checkpoint, {new!r} now" for name, old, new in changed)
+            raise CheckpointError(
+                f"{where}: cannot continue it under other settings ({details}). A run continues with its own "
+                "settings (only steps, the weight, device, compile, sync_every, val_every and checkpoint_every may "
+                "change); start a new run to train with these"
+            )
         check_finite_weights(checkpoint.model_state, where)
         try:
             self.model.load_state_dict(checkpoint.model_state)
             if checkpoint.optimizer_state is not None:
                 self.optimizer.load_state_dict(checkpoint.optimizer_state)
-                for group in self.optimizer.param_groups:  # the saving trainer's kind of Adam is not ours
-                    group.update(fused=True if self._device_guard else None, foreach=None, capturable=False)
+                _adopt_optimizer_kind(self.optimizer, fused=self._device_guard)
+            if self.auxiliary is not None and checkpoint.auxiliary_state is not None:
+                self.auxiliary.load_state_dict(checkpoint.auxiliary_state)
+                if checkpoint.auxiliary_optimizer_state is not None and self.auxiliary_optimizer is not None:
+                    self.auxiliary_optimizer.load_state_dict(checkpoint.auxiliary_optimizer_state)
+                    _adopt_optimizer_kind(self.auxiliary_optimizer, fused=self._device_guard)
         except (RuntimeError, ValueError, KeyError) as exc:
             raise CheckpointError(f"{where}: does not fit this model ({str(exc).splitlines()[0]})") from None
         if "generator" in checkpoint.rng_state:
@@ -621,6 +690,47 @@ class Trainer:
             dataset_name=self.dataset.name,
         )
         return attrs
+
+
+# what may differ when a run continues: how long and how fast it runs, the tunable weight, where the data
+# file now lives; everything else would silently make it another run (another split, loss or model)
+RESUMABLE_CHANGES = frozenset(
+    {"steps", "device", "compile", "sync_every", "val_every", "checkpoint_every", "data_path", "extra"}
+)
+
+
+def resume_conflicts(saved: TrainConfig, wanted: TrainConfig) -> list[tuple[str, object, object]]:
+    """(setting, saved value, wanted value) for every setting a continued run may not change."""
+    from bvae_desktop.core.objectives import objective_spec
+
+    old, new = saved.to_dict(), wanted.to_dict()
+    main = objective_spec(saved.objective).main if saved.objective == wanted.objective else None
+    conflicts = []
+    for name in old:
+        if name in RESUMABLE_CHANGES or name == main or old[name] == new.get(name):
+            continue
+        if name == "objective_params":
+            for key in sorted(set(old[name]) | set(new[name])):
+                if key != main and old[name].get(key) != new[name].get(key):
+                    conflicts.append((f"objective_params.{key}", old[name].get(key), new[name].get(key)))
+            continue
+        conflicts.append((name, old[name], new.get(name)))
+    return conflicts
+
+
+def _adopt_optimizer_kind(optimizer: torch.optim.Optimizer, *, fused: bool) -> None:
+    """A loaded optimizer state carries the saving trainer's kind of Adam (fused or not): use ours."""
+    for group in optimizer.param_groups:
+        group.update(fused=True if fused else None, foreach=None, capturable=False)
+
+
+def terms_vector(terms: LossTerms, extra_names: tuple[str, ...]) -> torch.Tensor:
+    """[total, recon, KL, KL per dim, extras in `extra_names` order], detached: one transfer per step."""
+    head = torch.stack([terms.total.float(), terms.recon.float(), terms.kl.float()])
+    parts = [head, terms.kl_per_dim.float()]
+    if extra_names:
+        parts.append(torch.stack([terms.extras[name].float() for name in extra_names]))
+    return torch.cat(parts).detach()
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:

@@ -40,6 +40,7 @@ from PySide6.QtWidgets import (
 
 from bvae_desktop.core.config import TrainConfig
 from bvae_desktop.core.errors import BvaeError
+from bvae_desktop.core.executors import get_executor
 from bvae_desktop.core.experiment_results import COLUMNS, headline, read_curves, summarise
 from bvae_desktop.core.experiment_run import MetricPlan
 from bvae_desktop.core.experiments import (
@@ -51,6 +52,7 @@ from bvae_desktop.core.experiments import (
     load_spec,
 )
 from bvae_desktop.core.trainer import CHECKPOINT_NAME
+from bvae_desktop.gui.executor_panel import ExecutorPanel
 from bvae_desktop.gui.experiment_worker import ExperimentWorker
 from bvae_desktop.gui.pg_setup import configure_pyqtgraph
 from bvae_desktop.gui.worker import start_worker
@@ -127,6 +129,10 @@ class ExperimentsView(QWidget):
         form.addRow("Steps per run", self.stepsSpin)
         self.workersSpin = QSpinBox(objectName="experimentWorkersSpin", minimum=1, maximum=max(1, os.cpu_count() or 1))
         self.workersSpin.setToolTip("runs at once; above 1 each runs in its own process")
+        self.executorPanel = ExecutorPanel()  # local, worker processes, Ray cluster (core/executors.py)
+        self.executorPanel.executorChanged.connect(lambda _name: self._update_buttons())
+        self.executorPanel.busyChanged.connect(lambda _busy: self._update_buttons())  # no Start mid-probe
+        form.addRow(self.executorPanel)
         form.addRow("Runs at once", self.workersSpin)
         self.stackSpin = QSpinBox(objectName="experimentStackSpin", minimum=0, maximum=64, value=0)
         self.stackSpin.setSpecialValueText("auto")
@@ -232,8 +238,8 @@ class ExperimentsView(QWidget):
 
     def spec(self) -> ExperimentSpec:
         """The spec the fields describe (raises ConfigError/MetricError with a message to show)."""
-        from bvae_desktop.cli_experiments import parse_floats, parse_seeds
         from bvae_desktop.core.metrics import metric_names
+        from bvae_desktop.core.value_lists import parse_floats, parse_seeds
 
         base = self._base_config()
         base.steps = self.stepsSpin.value()
@@ -242,7 +248,7 @@ class ExperimentsView(QWidget):
         names = [] if text == "none" else metric_names(text)
         plan = MetricPlan(names=names, divisor=int(self.metricScaleCombo.currentData()))
         seeds = parse_seeds(self.seedsEdit.text())
-        how = {"workers": self.workersSpin.value(), "stack": self.stackSpin.value()}
+        how = {"workers": self.workersSpin.value(), "stack": self.stackSpin.value(), **self.executorPanel.settings()}
         if self.kindCombo.currentData() == "compare":
             return ExperimentSpec.compare(base, self.compareBetaSpin.value(), seeds=seeds, metrics=plan, **how)
         betas = parse_floats(self.betasEdit.text(), "β values")
@@ -258,6 +264,7 @@ class ExperimentsView(QWidget):
         self.stepsSpin.setValue(spec.base.steps)
         self.workersSpin.setValue(min(spec.workers, self.workersSpin.maximum()))
         self.stackSpin.setValue(min(spec.stack, self.stackSpin.maximum()))
+        self.executorPanel.show_settings(spec.executor, spec.executor_options)
         self.metricsEdit.setText(",".join(spec.metrics.names) or "none")
         index = self.metricScaleCombo.findData(spec.metrics.divisor)
         if index < 0:
@@ -272,7 +279,7 @@ class ExperimentsView(QWidget):
 
     def start(self) -> bool:
         """Start (or continue) the experiment in the folder; False, with the reason shown, when it cannot."""
-        if self.running:
+        if self.running or self.executorPanel.probing:
             return False
         try:
             folder = Path(self.folderEdit.text().strip()) if self.folderEdit.text().strip() else None
@@ -285,11 +292,14 @@ class ExperimentsView(QWidget):
                 spec = self.experiment.spec  # an opened experiment continues as it was set up
                 spec.workers = self.workersSpin.value()
                 spec.stack = self.stackSpin.value()
+                spec.executor, spec.executor_options = self.executorPanel.executor(), self.executorPanel.options()
+                spec.validate()
             else:
                 spec = self.spec()
             if folder is None:
                 folder = self._runs_dir() / "experiments" / f"{spec.kind}-{time.strftime('%Y%m%d-%H%M%S')}"
                 self.folderEdit.setText(str(folder))
+            get_executor(spec.executor).check()  # Ray not installed: its one line, before a thread starts
             experiment = Experiment(folder, spec)
         except BvaeError as exc:
             self.errorOccurred.emit("Cannot start the experiment", str(exc))
@@ -315,6 +325,7 @@ class ExperimentsView(QWidget):
 
     def shutdown(self, timeout_ms: int = 120_000) -> None:
         """Stop and wait for the thread (window closing, tests)."""
+        self.executorPanel.shutdown(timeout_ms)  # a "test connection" in progress
         if self.worker is not None:
             self.worker.stop()
         if self.thread is not None:
@@ -344,6 +355,9 @@ class ExperimentsView(QWidget):
         self.refresh_plot()
 
     def _on_run_event(self, event: ExperimentEvent) -> None:
+        if event.kind == "note":  # the executor's word (Ray: which cluster, how many tasks)
+            self.statusLabel.setText(event.info.get("message", ""))
+            return
         row = self._rows.get(event.run)
         if row is None:
             return
@@ -480,7 +494,7 @@ class ExperimentsView(QWidget):
 
     def _update_buttons(self) -> None:
         running = self.running
-        self.startButton.setEnabled(not running)
+        self.startButton.setEnabled(not running and not self.executorPanel.probing)
         self.stopButton.setEnabled(running)
         self.openButton.setEnabled(not running)
         for widget in (
@@ -495,6 +509,8 @@ class ExperimentsView(QWidget):
             self.folderEdit,
         ):
             widget.setEnabled(not running)
+        self.executorPanel.setEnabled(not running)
+        self.workersSpin.setEnabled(not running and self.executorPanel.executor() == "processes")
         if not running:
             self._on_kind_changed()
         else:

@@ -36,14 +36,17 @@ _COLOURS = {"loss": "#1f4e9c", "recon": "#e07b00", "kl": "#2a9d3a"}
 _LABELS = {"loss": "total", "recon": "recon", "kl": "KL"}
 _MARKER_COLOUR = "#7a3db8"
 _VALUES = ("loss", "recon", "kl")
+# an objective's own terms (β-TCVAE's TC, FactorVAE's estimate, ...) get the next free colour, dotted
+_EXTRA_COLOURS = ("#c0392b", "#8e44ad", "#16a085", "#7f8c8d", "#d35400", "#2c3e50")
 
 
 class _GrowingSeries:
     """Columns of float64 that grow by doubling; `view(name)` is the filled part."""
 
-    def __init__(self, initial_capacity: int = 1024) -> None:
+    def __init__(self, initial_capacity: int = 1024, values: tuple[str, ...] = _VALUES) -> None:
         self._initial = max(1, int(initial_capacity))
-        self._names = ("step", *_VALUES)
+        self._values = values
+        self._names = ("step", *values)
         self._reset()
 
     def _reset(self) -> None:
@@ -63,8 +66,13 @@ class _GrowingSeries:
     def clear(self) -> None:
         self._reset()
 
-    def append(self, steps, loss, recon, kl) -> int:
-        arrays = [np.asarray(a, dtype=np.float64).reshape(-1) for a in (steps, loss, recon, kl)]
+    def append(self, steps, *columns) -> int:
+        """Append rows: `steps` and one array per value column, in the order the series was made with."""
+        if len(columns) != len(self._values):
+            raise ValueError(
+                f"expected {len(self._values)} value columns ({', '.join(self._values)}), got {len(columns)}"
+            )
+        arrays = [np.asarray(a, dtype=np.float64).reshape(-1) for a in (steps, *columns)]
         k = len(arrays[0])
         if any(len(a) != k for a in arrays[1:]):
             raise ValueError(f"steps, loss, recon and kl must have the same length, got {[len(a) for a in arrays]}")
@@ -79,7 +87,7 @@ class _GrowingSeries:
                 self._cols[name] = grown
         lo, hi = self._n, need
         self._cols["step"][lo:hi] = arrays[0]
-        for name, values in zip(_VALUES, arrays[1:], strict=True):
+        for name, values in zip(self._values, arrays[1:], strict=True):
             self._cols[name][lo:hi] = values
             positive = values[values > 0]
             if positive.size:
@@ -141,6 +149,8 @@ class LossPlotView(QWidget):
         plot.getViewBox().sigRangeChangedManually.connect(self._on_manual_range)
 
         self._train_curves: dict[str, pg.PlotDataItem] = {}
+        self._extra_series: dict[str, _GrowingSeries] = {}
+        self._extra_curves: dict[str, pg.PlotDataItem] = {}
         self._val_curves: dict[str, pg.PlotDataItem] = {}
         for name in _VALUES:
             colour = _COLOURS[name]
@@ -178,6 +188,22 @@ class LossPlotView(QWidget):
         """Append a batch of training points (one per step)."""
         if self._train.append(steps, loss, recon, kl):
             self._refresh(self._train, self._train_curves)
+
+    def add_extras(self, steps: np.ndarray, extras: dict[str, np.ndarray]) -> None:
+        """Append an objective's own terms by name (TC, ...): a dotted curve each, made on first sight."""
+        for name, values in extras.items():
+            series = self._extra_series.get(name)
+            if series is None:
+                series = self._extra_series[name] = _GrowingSeries(values=(name,))
+                colour = _EXTRA_COLOURS[(len(self._extra_series) - 1) % len(_EXTRA_COLOURS)]
+                curve = self.plot_item.plot(pen=pg.mkPen(colour, width=1, style=Qt.PenStyle.DotLine))
+                self._extra_curves[name] = curve
+                self.legend.addItem(curve, f"train {name}")
+            if series.append(steps, values):
+                self._refresh(series, {name: self._extra_curves[name]})
+
+    def extra_names(self) -> list[str]:
+        return list(self._extra_series)
 
     def add_validation(self, steps: np.ndarray, loss: np.ndarray, recon: np.ndarray, kl: np.ndarray) -> None:
         """Append validation points (one per evaluation)."""
@@ -219,6 +245,11 @@ class LossPlotView(QWidget):
         self._val.clear()
         for curve in (*self._train_curves.values(), *self._val_curves.values()):
             curve.setData([], [])
+        for curve in self._extra_curves.values():
+            self.plot_item.removeItem(curve)
+            self.legend.removeItem(curve)
+        self._extra_series.clear()
+        self._extra_curves.clear()
         for line in self._marker_lines:
             self.plot_item.removeItem(line)
         self._marker_lines.clear()
@@ -269,7 +300,9 @@ class LossPlotView(QWidget):
         return list(self._markers)
 
     def curve(self, kind: str, name: str) -> pg.PlotDataItem:
-        """The curve item for kind "train"/"val" and name "loss"/"recon"/"kl"."""
+        """The curve item for kind "train"/"val" and name "loss"/"recon"/"kl" (or an extra's name, "train")."""
+        if kind == "train" and name in self._extra_curves:
+            return self._extra_curves[name]
         return (self._train_curves if kind == "train" else self._val_curves)[name]
 
     @property
@@ -298,8 +331,9 @@ class LossPlotView(QWidget):
         if last > self._x_max or self._x_max == 0:
             self._x_max = float(_nice_ceiling(max(last * 1.25, 10)))
             self.plot_item.setXRange(0, self._x_max, padding=0)
-        lo = min(self._train.min_value, self._val.min_value)
-        hi = max(self._train.max_value, self._val.max_value)
+        every = (self._train, self._val, *self._extra_series.values())
+        lo = min(series.min_value for series in every)
+        hi = max(series.max_value for series in every)
         if not (np.isfinite(lo) and np.isfinite(hi)):
             return
         if self.log_y:
@@ -335,6 +369,8 @@ class LossPlotView(QWidget):
         self._y_range = None
         self._refresh(self._train, self._train_curves)
         self._refresh(self._val, self._val_curves)
+        for name, series in self._extra_series.items():
+            self._refresh(series, {name: self._extra_curves[name]})
 
     def _on_plot_log_y_toggled(self, on: bool) -> None:
         self._log_check.setChecked(on)  # no-op (no signal) when already in that state

@@ -32,6 +32,7 @@ from bvae_desktop.gui.codec_view import CodecView
 from bvae_desktop.gui.experiments_view import ExperimentsView
 from bvae_desktop.gui.kl_bars import KlBarView
 from bvae_desktop.gui.loss_plot import LossPlotView
+from bvae_desktop.gui.models_menu import ModelsMenu
 from bvae_desktop.gui.run_history import load_history_into
 from bvae_desktop.gui.sample_strip import SampleStripView
 from bvae_desktop.gui.scatter_view import ScatterView
@@ -134,6 +135,7 @@ class MainWindow(QMainWindow):
         self._action(file_menu, "Choose runs folder…", self._on_choose_runs_dir, None, "runsFolderAction")
         file_menu.addSeparator()
         self._action(file_menu, "Quit", self.close, QKeySequence.StandardKey.Quit, "quitAction")
+        self.models = ModelsMenu(self)  # the bundled models, the shown-model label, the model shown at first launch
         help_menu = self.menuBar().addMenu("&Help")
         self._action(help_menu, "About", self._on_about, None, "aboutAction")
         self._update_file_actions()
@@ -218,7 +220,7 @@ class MainWindow(QMainWindow):
 
     def _new_run_dir(self, config: TrainConfig) -> Path:
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        beta = f"-b{config.beta:g}" if config.objective == "beta-h" else ""
+        beta = f"-b{config.effective_beta:g}" if config.objective != "vae" else ""
         base = self.settings.runs_dir / f"{stamp}-{config.dataset}-{config.objective}{beta}"
         path, n = base, 1
         while path.exists():
@@ -234,6 +236,8 @@ class MainWindow(QMainWindow):
 
     def _on_steps(self, batch: StepBatch) -> None:
         self.lossPlot.add_steps(batch.steps, batch.loss, batch.recon, batch.kl)
+        if batch.extras:
+            self.lossPlot.add_extras(batch.steps, batch.extras)
         for step, values in batch.validation:
             self.lossPlot.add_validation([step], [values["loss"]], [values["recon"]], [values["kl"]])
         for step, beta in batch.beta_changes:
@@ -256,6 +260,7 @@ class MainWindow(QMainWindow):
         """Give the explorer views a model; only the visible one works now, the other on showing."""
         self.model_source = source
         self._source_is_live = live
+        self.models.show_source(source, live=live)
         self._push_source_to_current_view()
 
     def _push_source_to_current_view(self) -> None:
@@ -344,9 +349,9 @@ class MainWindow(QMainWindow):
         """Describe the source at once when that is cheap; files are described when a run opens them."""
         self.settings.dataset = name
         self.settings.data_path = path
-        if name == "dsprites-procedural":
-            from bvae_desktop.core.data import load_dataset
+        from bvae_desktop.core.data import dataset_spec, load_dataset
 
+        if not dataset_spec(name).needs_path:  # built in: cheap to describe at once
             self.panel.set_dataset_info(load_dataset(name).describe())
         elif not path:
             self.panel.set_dataset_info("choose a file or folder")
@@ -376,7 +381,8 @@ class MainWindow(QMainWindow):
                 load_history_into(log, self.lossPlot, self.klBarPlot, up_to_step=checkpoint.step)
             except BvaeError as exc:
                 self.show_error("Run log unreadable", str(exc))
-        self.panel.offer_continue(checkpoint.step)
+        # weights only (a bundled or exported model): nothing to resume; Train starts a new run with its settings
+        self.panel.offer_continue(checkpoint.step if checkpoint.optimizer_state is not None else None)
         self._shown_source.clear()  # another model: the views start afresh
         self.set_model_source(source)
         note = f" ({source.dataset_error})" if source.dataset_error else ""
@@ -464,6 +470,7 @@ class MainWindow(QMainWindow):
         self.experimentsView.shutdown()
         self.traversalView.shutdown()
         self.scatterView.shutdown()
+        self.models.shutdown()
         self.settings.geometry = self.saveGeometry()
         self.settings.window_state = self.saveState()
         super().closeEvent(event)

@@ -8,6 +8,23 @@ import numpy as np
 
 from bvae_desktop.core.runlog import read_runlog
 
+# what every run logs; any other training column is an objective's own term (TC, ...), drawn as it is
+STANDARD_COLUMNS = frozenset(
+    {
+        "step",
+        "loss",
+        "recon",
+        "kl",
+        "kl_per_dim",
+        "beta",
+        "beta_norm",
+        "capacity",
+        "lr",
+        "images_per_s",
+        "compile_seconds",
+    }
+)
+
 
 def load_history_into(log_path: Path, loss_plot, kl_bars, *, up_to_step: int | None = None) -> int:
     """Draw a run's curves (rows up to `up_to_step`); returns the number of training points."""
@@ -32,6 +49,9 @@ def load_history_into(log_path: Path, loss_plot, kl_bars, *, up_to_step: int | N
         betas.get("step", empty)[b],
         betas.get("beta", empty)[b],
     )
+    extras = {name: values[t] for name, values in train.items() if name not in STANDARD_COLUMNS and values.ndim == 1}
+    if extras and t.any():
+        loss_plot.add_extras(train["step"][t], extras)
     kl = train.get("kl_per_dim")
     if kl is not None and t.any():
         capacity = train.get("capacity", empty)[t]

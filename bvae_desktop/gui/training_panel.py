@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 from PySide6.QtCore import Qt, Signal
@@ -25,24 +26,10 @@ from PySide6.QtWidgets import (
 )
 
 from bvae_desktop.core.config import TrainConfig, beta_normalised
+from bvae_desktop.core.data.registry import dataset_spec, dataset_specs
 from bvae_desktop.core.device import available_devices
+from bvae_desktop.core.objectives import Param, all_params, objective_spec, objective_specs, param_value, with_param
 
-DATASET_LABELS = {
-    "dsprites-procedural": "dSprites (procedural, built in)",
-    "dsprites": "dSprites (.npz file)",
-    "shapes3d": "3D Shapes (.h5 file)",
-    "mnist": "MNIST (IDX folder or .npz)",
-    "folder": "Image folder (PNG/JPEG)",
-}
-OBJECTIVE_LABELS = {"vae": "VAE (β = 1)", "beta-h": "β-VAE (Higgins)", "beta-b": "Capacity β-VAE (Burgess)"}
-# image shape each source gives before a file is read (the folder loader may give 3 channels)
-DEFAULT_SHAPES = {
-    "dsprites-procedural": (1, 64, 64),
-    "dsprites": (1, 64, 64),
-    "shapes3d": (3, 64, 64),
-    "mnist": (1, 32, 32),
-    "folder": (1, 64, 64),
-}
 BETA_LOG_MIN, BETA_LOG_MAX, SLIDER_STEPS_PER_DECADE = -3, 3, 100
 
 
@@ -68,8 +55,12 @@ class TrainingPanel(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("trainingPanel")
-        self.image_shape: tuple[int, int, int] = DEFAULT_SHAPES["dsprites-procedural"]
+        self.image_shape: tuple[int, int, int] = dataset_specs()[0].shape
         self._running = False
+        self._shown_once = False
+        # the settings the panel edits: fields it does not show (val_fraction, reconstruction, ...) stay as
+        # they came (an opened checkpoint's), so continuing a run never changes them behind the user's back
+        self._stored = TrainConfig()
         self._build()
         self._on_objective_changed()
         self._on_dataset_changed()
@@ -86,7 +77,7 @@ class TrainingPanel(QWidget):
     def _build_data_group(self) -> QGroupBox:
         box = QGroupBox("Data")
         form = QFormLayout(box)
-        self.datasetCombo = _combo("datasetCombo", DATASET_LABELS)
+        self.datasetCombo = _combo("datasetCombo", {spec.name: spec.label for spec in dataset_specs()})
         self.datasetCombo.currentIndexChanged.connect(self._on_dataset_changed)
         self.dataPathEdit = QLineEdit(objectName="dataPathEdit")
         self.dataPathEdit.setPlaceholderText("file or folder")
@@ -107,35 +98,42 @@ class TrainingPanel(QWidget):
     def _build_model_group(self) -> QGroupBox:
         box = QGroupBox("Objective and model")
         form = QFormLayout(box)
-        self.objectiveCombo = _combo("objectiveCombo", OBJECTIVE_LABELS)
-        self.objectiveCombo.setCurrentIndex(1)
+        self.objectiveCombo = QComboBox(objectName="objectiveCombo")
+        for spec in objective_specs():
+            self.objectiveCombo.addItem(spec.label, spec.name)
+            self.objectiveCombo.setItemData(self.objectiveCombo.count() - 1, spec.summary, Qt.ItemDataRole.ToolTipRole)
+        _select(self.objectiveCombo, "beta-h")
         self.objectiveCombo.currentIndexChanged.connect(self._on_objective_changed)
-        self.betaSpin = QDoubleSpinBox(objectName="betaSpin", decimals=3, minimum=0.0, maximum=1000.0, value=4.0)
+        # the objective's main weight (β, γ, λ_od): a log slider, and the one setting live during a run
+        self.betaSpin = QDoubleSpinBox(objectName="betaSpin", decimals=3, minimum=0.0, maximum=1e6, value=4.0)
         self.betaSpin.setKeyboardTracking(False)
         self.betaSpin.valueChanged.connect(self._on_beta_spin)
         self.betaSlider = QSlider(Qt.Orientation.Horizontal, objectName="betaSlider")
         self.betaSlider.setRange(0, (BETA_LOG_MAX - BETA_LOG_MIN) * SLIDER_STEPS_PER_DECADE)
         self.betaSlider.setValue(beta_to_slider(4.0))
-        self.betaSlider.setToolTip("β on a log scale, 0.001 to 1000")
+        self.betaSlider.setToolTip("the weight on a log scale, 0.001 to 1000")
         self.betaSlider.valueChanged.connect(self._on_beta_slider)
         beta_row = QHBoxLayout()
         beta_row.addWidget(self.betaSpin)
         beta_row.addWidget(self.betaSlider, 1)
         self.betaUnitsLabel = QLabel(objectName="betaUnitsLabel", wordWrap=True)
         self.betaUnitsLabel.setStyleSheet("color: #555;")
-        self.gammaSpin = QDoubleSpinBox(objectName="gammaSpin", decimals=1, minimum=0.0, maximum=1e6, value=1000.0)
-        self.cMaxSpin = QDoubleSpinBox(objectName="cMaxSpin", decimals=1, minimum=0.0, maximum=1e4, value=25.0)
-        self.cStepsSpin = _spin("cStepsSpin", 1, 10_000_000, 100_000)
         self.latentDimSpin = _spin("latentDimSpin", 1, 512, 10)
         self.latentDimSpin.valueChanged.connect(self._update_beta_units)
         self.betaLabel = QLabel("β")
         form.addRow("Objective", self.objectiveCombo)
         form.addRow(self.betaLabel, beta_row)
         form.addRow("", self.betaUnitsLabel)
-        self.gammaLabel, self.cMaxLabel, self.cStepsLabel = QLabel("γ"), QLabel("C max (nats)"), QLabel("C steps")
-        form.addRow(self.gammaLabel, self.gammaSpin)
-        form.addRow(self.cMaxLabel, self.cMaxSpin)
-        form.addRow(self.cStepsLabel, self.cStepsSpin)
+        # one field per objective parameter, from the registry; shown for the objective that has it
+        self.paramSpins: dict[str, QDoubleSpinBox | QSpinBox] = {}
+        self.paramLabels: dict[str, QLabel] = {}
+        for name, param in all_params().items():
+            spin = _param_spin(param)
+            label = QLabel(param.label)
+            label.setToolTip(param.help)
+            form.addRow(label, spin)
+            self.paramSpins[name], self.paramLabels[name] = spin, label
+            setattr(self, spin.objectName(), spin)  # gammaSpin, cMaxSpin, ...: stable names for tests and scripts
         form.addRow("Latent size", self.latentDimSpin)
         return box
 
@@ -189,9 +187,7 @@ class TrainingPanel(QWidget):
             self.dataPathEdit,
             self.browseButton,
             self.objectiveCombo,
-            self.gammaSpin,
-            self.cMaxSpin,
-            self.cStepsSpin,
+            *self.paramSpins.values(),
             self.latentDimSpin,
             self.lrSpin,
             self.batchSizeSpin,
@@ -205,16 +201,14 @@ class TrainingPanel(QWidget):
 
     # ----- config in and out -----------------------------------------------------------------
     def config(self) -> TrainConfig:
-        """The settings as a TrainConfig (not yet validated: the caller shows what is wrong)."""
+        """The stored settings edited by the fields (not yet validated: the caller shows what is wrong)."""
         dataset = self.datasetCombo.currentData()
-        return TrainConfig(
+        objective = self.objectiveCombo.currentData()
+        config = dataclasses.replace(
+            self._stored,
             dataset=dataset,
-            data_path=self.dataPathEdit.text().strip() or None if dataset != "dsprites-procedural" else None,
-            objective=self.objectiveCombo.currentData(),
-            beta=self.betaSpin.value(),
-            gamma=self.gammaSpin.value(),
-            c_max=self.cMaxSpin.value(),
-            c_steps=self.cStepsSpin.value(),
+            data_path=self.dataPathEdit.text().strip() or None if dataset_spec(dataset).needs_path else None,
+            objective=objective,
             latent_dim=self.latentDimSpin.value(),
             lr=self.lrSpin.value(),
             batch_size=self.batchSizeSpin.value(),
@@ -222,15 +216,29 @@ class TrainingPanel(QWidget):
             seed=self.seedSpin.value(),
             device=self.deviceCombo.currentData(),
             compile=self.compileCombo.currentData(),
+            objective_params={},
         )
+        spec = objective_spec(objective)
+        kept = {k: v for k, v in self._stored.objective_params.items() if self._stored.objective == objective}
+        config = dataclasses.replace(config, objective_params=kept)
+        for param in spec.params:
+            if param.name == spec.main:
+                if param.name not in spec.fixed:
+                    config = with_param(config, param.name, self.betaSpin.value())
+            else:
+                config = with_param(config, param.name, self.paramSpins[param.name].value())
+        return config
 
     def set_config(self, config: TrainConfig, *, beta: float | None = None) -> None:
+        """Show `config` and keep it: what the fields do not show is kept as it is."""
+        self._stored = config
         _select(self.datasetCombo, config.dataset)
         self.dataPathEdit.setText(config.data_path or "")
         _select(self.objectiveCombo, config.objective)
-        self.gammaSpin.setValue(config.gamma)
-        self.cMaxSpin.setValue(config.c_max)
-        self.cStepsSpin.setValue(config.c_steps)
+        spec = objective_spec(config.objective)
+        for param in spec.params:
+            if param.name != spec.main:
+                self.paramSpins[param.name].setValue(param_value(config, param))
         self.latentDimSpin.setValue(config.latent_dim)
         self.lrSpin.setValue(config.lr)
         self.batchSizeSpin.setValue(config.batch_size)
@@ -239,7 +247,9 @@ class TrainingPanel(QWidget):
         if self.deviceCombo.findData(config.device) >= 0:
             _select(self.deviceCombo, config.device)
         _select(self.compileCombo, config.compile)
-        self.set_beta(beta if beta is not None else config.beta)
+        main = spec.main_param
+        weight = param_value(config, main) if main is not None else 0.0
+        self.set_beta(beta if beta is not None else weight)
 
     def set_beta(self, value: float) -> None:
         self.betaSpin.setValue(value)
@@ -297,29 +307,39 @@ class TrainingPanel(QWidget):
     # ----- slots -----------------------------------------------------------------------------
     def _on_dataset_changed(self) -> None:
         name = self.datasetCombo.currentData()
-        needs_path = name != "dsprites-procedural"
+        spec = dataset_spec(name)
+        needs_path = spec.needs_path
         self.dataPathEdit.setEnabled(needs_path and not self._running)
         self.browseButton.setEnabled(needs_path and not self._running)
-        self.set_image_shape(DEFAULT_SHAPES[name])
+        self.set_image_shape(spec.shape)
         self.datasetChanged.emit(name, self.dataPathEdit.text().strip())
 
     def _on_path_edited(self) -> None:
         self.datasetChanged.emit(self.datasetCombo.currentData(), self.dataPathEdit.text().strip())
 
     def _on_objective_changed(self) -> None:
-        objective = self.objectiveCombo.currentData()
-        capacity = objective == "beta-b"
-        for widget in (
-            self.gammaSpin,
-            self.cMaxSpin,
-            self.cStepsSpin,
-            self.gammaLabel,
-            self.cMaxLabel,
-            self.cStepsLabel,
-        ):
-            widget.setVisible(capacity)
+        """Show the chosen objective's fields: its main weight on the slider row, the others below."""
+        spec = objective_spec(self.objectiveCombo.currentData())
+        own = {param.name for param in spec.params if param.name != spec.main}
+        for name, spin in self.paramSpins.items():
+            spin.setVisible(name in own)
+            self.paramLabels[name].setVisible(name in own)
+        stored = self._stored.objective == spec.name
+        for param in spec.params:  # names are shared (DIP-VAE I and II): each objective brings its own defaults
+            if param.name in own:
+                self.paramSpins[param.name].setValue(param_value(self._stored, param) if stored else param.default)
+        main = spec.main_param
+        tunable = main is not None and main.name not in spec.fixed
         for widget in (self.betaSpin, self.betaSlider, self.betaUnitsLabel, self.betaLabel):
-            widget.setVisible(objective == "beta-h")
+            widget.setVisible(tunable)
+        if tunable:
+            self.betaLabel.setText(main.label)
+            self.betaLabel.setToolTip(main.help)
+            self.betaSpin.setRange(main.low, main.high)
+            if self.objectiveCombo.currentData() != self._stored.objective or not self._shown_once:
+                self.set_beta(param_value(self._stored, main) if self._stored.objective == spec.name else main.default)
+        self._shown_once = True
+        self._update_beta_units()
 
     def _on_beta_spin(self, value: float) -> None:
         self.betaSlider.blockSignals(True)
@@ -336,10 +356,30 @@ class TrainingPanel(QWidget):
         self.pauseToggled.emit(paused)
 
     def _update_beta_units(self) -> None:
-        beta = self.betaSpin.value()
-        norm = beta_normalised(beta, self.latentDimSpin.value(), self.image_shape)
+        spec = objective_spec(self.objectiveCombo.currentData())
+        weight = self.betaSpin.value()
+        if spec.main != "beta":  # the units only mean something for a weight on the summed KL
+            self.betaUnitsLabel.setText(spec.main_param.help if spec.main_param is not None else "")
+            return
+        norm = beta_normalised(weight, self.latentDimSpin.value(), self.image_shape)
         c, h, w = self.image_shape
-        self.betaUnitsLabel.setText(f"β = {beta:g} on summed KL · β_norm = {norm:.3g} (per pixel, {h}×{w}×{c})")
+        self.betaUnitsLabel.setText(f"β = {weight:g} on summed KL · β_norm = {norm:.3g} (per pixel, {h}×{w}×{c})")
+
+
+def _param_spin(param: Param) -> QDoubleSpinBox | QSpinBox:
+    """A field for one objective parameter: its range, its default, its help as the tooltip."""
+    parts = param.name.split("_")
+    name = parts[0] + "".join(part[:1].upper() + part[1:] for part in parts[1:]) + "Spin"
+    if name == "betaSpin":  # β as a secondary setting never shows (it is always a main weight): keep the name free
+        name = "betaParamSpin"
+    if param.integer:
+        spin: QDoubleSpinBox | QSpinBox = _spin(
+            name, int(param.low), int(min(param.high, 2**31 - 1)), int(param.default)
+        )
+    else:
+        spin = QDoubleSpinBox(objectName=name, decimals=4, minimum=param.low, maximum=param.high, value=param.default)
+    spin.setToolTip(param.help)
+    return spin
 
 
 def _combo(name: str, items: dict[str, str]) -> QComboBox:
@@ -367,15 +407,9 @@ def _clock(seconds: float) -> str:
 
 
 def choose_data_path(parent: QWidget, dataset: str, start: str) -> str:
-    """A file dialog fitting the source: a folder for folders and MNIST, a file otherwise."""
-    if dataset in ("folder",):
-        return QFileDialog.getExistingDirectory(parent, "Choose an image folder", start)
-    filters = {
-        "dsprites": "dSprites (*.npz)",
-        "shapes3d": "3D Shapes (*.h5 *.hdf5)",
-        "mnist": "MNIST (*.npz *ubyte *ubyte.gz *.gz)",
-    }
-    path, _ = QFileDialog.getOpenFileName(
-        parent, "Choose the data file", start, filters.get(dataset, "All files (*)") + ";;All files (*)"
-    )
+    """A file dialog fitting the source: a folder for folder sources, a file otherwise."""
+    spec = dataset_spec(dataset)
+    if spec.needs == "folder":
+        return QFileDialog.getExistingDirectory(parent, f"Choose the {spec.label} folder", start)
+    path, _ = QFileDialog.getOpenFileName(parent, "Choose the data file", start, spec.file_filter + ";;All files (*)")
     return path

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +37,7 @@ class StepBatch:
     last: StepEvent
     validation: list[tuple[int, dict[str, float]]]
     beta_changes: list[tuple[int, float]]
+    extras: dict[str, np.ndarray] = field(default_factory=dict)  # the objective's own terms, by name
 
 
 def gui_thread_count() -> int:
@@ -187,6 +188,7 @@ class TrainingWorker(QObject):
                 last=events[-1],
                 validation=[(e.step, dict(e.validation)) for e in events if e.validation],
                 beta_changes=[(e.step - 1, e.beta) for e in events if e.beta_changed],
+                extras={name: np.array([e.extras.get(name, np.nan) for e in events]) for name in events[-1].extras},
             )
         )
 

@@ -113,7 +113,7 @@ def test_every_field_is_checked_for_type_and_range(settings, name):
     with pytest.raises(ConfigError) as info:
         TrainConfig.from_dict(settings)
     message = str(info.value)
-    assert message.startswith(f"{name} must ") and "\n" not in message and len(message) < 200
+    assert message.startswith(f"config: {name} must ") and "\n" not in message and len(message) < 200
 
 
 def test_limits_are_inclusive_and_real_runs_pass():

@@ -158,8 +158,8 @@ def test_spec_validation_names_the_bad_setting():
         ExperimentSpec.sweep(tiny_base(), [float("nan")])
     with pytest.raises(ConfigError, match="workers"):
         ExperimentSpec.sweep(tiny_base(), [1.0], workers=0)
-    with pytest.raises(ConfigError, match="capacity"):
-        ExperimentSpec.sweep(tiny_base(objective="beta-b"), [1.0])
+    capacity = ExperimentSpec.sweep(tiny_base(objective="beta-b"), [10.0, 100.0])  # a sweep varies γ there
+    assert [(r.name, r.config.gamma) for r in capacity.runs()] == [("beta-b-10_seed-0", 10.0), ("beta-b-100_seed-0", 100.0)]
     spec = ExperimentSpec.sweep(tiny_base())
     assert spec.betas == list(DEFAULT_BETAS) and len(spec.runs()) == 8
     assert ExperimentSpec.from_dict(json.loads(json.dumps(spec.to_dict()))).same_runs_as(spec)

@@ -120,12 +120,16 @@ def test_compile_is_off_on_the_cpu_unless_asked():
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch's own jit internals, not ours
 def test_compiled_step_on_the_cpu_trains_like_eager_and_logs_its_compile_time(tmp_path):
     """A real torch.compile (inductor, C++ on the CPU): tens of seconds on a cold cache."""
+    from torch._dynamo.utils import counters
+
     eager = losses(Trainer(small_config(steps=6), dataset=squares()))
     trainer = Trainer(small_config(steps=6, compile="on"), dataset=squares(), run_dir=tmp_path)
+    counters.clear()
     compiled = losses(trainer)
     if trainer.compile_status.startswith("failed"):
         pytest.skip(f"torch.compile does not work on this machine: {trainer.compile_status}")
     assert trainer.compile_status.startswith("compiled in")
+    assert counters["stats"]["unique_graphs"] == 1  # the step, β and C(t) are tensors: nothing recompiles
     np.testing.assert_allclose(compiled, eager, rtol=1e-4)
     train = read_runlog(tmp_path / "runlog.h5").train
     compile_seconds = train["compile_seconds"]

@@ -7,7 +7,7 @@ from training_fixtures import poison_loss_at, small_config, squares
 
 from bvae_desktop.core.checkpoint import load_checkpoint
 from bvae_desktop.core.config import TrainConfig
-from bvae_desktop.core.errors import TrainingError
+from bvae_desktop.core.errors import CheckpointError, TrainingError
 from bvae_desktop.core.runlog import read_runlog
 from bvae_desktop.core.trainer import Trainer
 
@@ -160,3 +160,21 @@ def test_validation_uses_a_seeded_sample_spread_over_the_split_not_its_first_ima
     assert np.array_equal(sample, Trainer(config, dataset=load_dataset("dsprites-procedural"))._validation_sample())
     classes = trainer.dataset.factors.classes_of(sample)
     assert len(np.unique(classes[:, 1])) == 3 and len(np.unique(classes[:, 2])) >= 4  # shapes and scales mixed
+
+
+def test_resume_refuses_other_settings_naming_each_but_allows_steps_weight_and_device(tmp_path):
+    list(Trainer(small_config(steps=4, val_fraction=0.2), dataset=squares(), run_dir=tmp_path).steps())
+    saved = tmp_path / "checkpoint.pt"
+    with pytest.raises(
+        CheckpointError, match=r"lr: 0\.001 in the checkpoint, 0\.002 now; val_fraction: 0\.2 in the checkpoint, 0\.1 now"
+    ):
+        Trainer(small_config(steps=8, lr=2e-3), dataset=squares(), run_dir=tmp_path, resume=saved)
+    with pytest.raises(CheckpointError, match="reconstruction: 'auto' in the checkpoint, 'gaussian' now"):
+        Trainer(small_config(steps=8, val_fraction=0.2, reconstruction="gaussian"), dataset=squares(), resume=saved)
+    resumed = Trainer(
+        small_config(steps=8, val_fraction=0.2, beta=9.0, sync_every=2, checkpoint_every=3),
+        dataset=squares(),
+        run_dir=tmp_path,
+        resume=saved,
+    )
+    assert resumed.step == 4

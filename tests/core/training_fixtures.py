@@ -29,10 +29,10 @@ def poison_loss_at(trainer, calls_to_poison):
     calls = {"n": 0}
 
     def poisoned(*args, **kwargs):
-        total, values = original(*args, **kwargs)
+        total, values, z = original(*args, **kwargs)
         calls["n"] += 1
         if calls["n"] in calls_to_poison:
             total, values = total * float("nan"), values * float("nan")
-        return total, values
+        return total, values, z
 
     trainer._loss = poisoned

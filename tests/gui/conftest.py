@@ -35,3 +35,10 @@ def _no_thread_left_running(qapp):
             thread.quit()
             thread.wait(5000)
         pytest.fail(f"test left {len(running)} QThread(s) running")
+
+
+@pytest.fixture(autouse=True)
+def _no_bundled_models_unless_asked(monkeypatch, tmp_path_factory):
+    """Every window would otherwise open the bundled β-VAE at first launch; tests about that point the
+    registry at their own models (tests/zoo_fixtures.py), which overrides this."""
+    monkeypatch.setenv("BVAE_DESKTOP_MODELS", str(tmp_path_factory.mktemp("no-bundled-models")))

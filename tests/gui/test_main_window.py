@@ -183,15 +183,17 @@ def test_non_finite_loss_pauses_and_says_the_step_then_resume_goes_on(qtbot, win
 
     def poisoned_objective(config, channels):
         objective = real(config, channels)
-        combine = objective.combine
+        loss = objective.loss
         calls = {"n": 0}
 
-        def poisoned_combine(*args, **kwargs):  # the loss of the 4th training step is NaN
-            total = combine(*args, **kwargs)
+        def poisoned_loss(batch):  # the loss of the 4th training step is NaN
+            terms = loss(batch)
             calls["n"] += 1
-            return total * float("nan") if calls["n"] == 4 else total
+            if calls["n"] == 4:
+                terms.total = terms.total * float("nan")
+            return terms
 
-        objective.combine = poisoned_combine
+        objective.loss = poisoned_loss
         return objective
 
     monkeypatch.setattr(trainer_module, "make_objective", poisoned_objective)
@@ -248,3 +250,37 @@ def test_compile_setting_goes_into_the_config_and_back(window):
     panel.set_config(config)
     assert panel.compileCombo.currentData() == "on"
     assert panel.compileCombo in panel._locked_while_running
+
+
+def test_the_panel_keeps_the_settings_it_does_not_show(window):
+    """A CLI run made with --val-fraction 0.2 and --reconstruction gaussian continues with them."""
+    from bvae_desktop.core.config import TrainConfig
+
+    opened = TrainConfig(objective="beta-b", gamma=300.0, c_max=12.0, val_fraction=0.2, reconstruction="gaussian")
+    opened = TrainConfig(**{**opened.to_dict(), "val_every": 7, "checkpoint_every": 11, "seed": 3})
+    window.panel.set_config(opened)
+    assert window.panel.betaLabel.text() == "γ" and window.panel.betaSpin.value() == 300.0
+    assert window.panel.cMaxSpin.isVisibleTo(window.panel) and not window.panel.gammaSpin.isVisibleTo(window.panel)
+    assert window.panel.config() == opened
+    window.panel.stepsSpin.setValue(5000)
+    window.panel.betaSpin.setValue(250.0)
+    edited = window.panel.config()
+    assert (edited.steps, edited.gamma) == (5000, 250.0)
+    assert (edited.val_fraction, edited.reconstruction, edited.val_every, edited.checkpoint_every) == (
+        0.2,
+        "gaussian",
+        7,
+        11,
+    )
+
+
+def test_objective_fields_come_from_the_registry(window):
+    from bvae_desktop.core.objectives import objective_specs
+
+    panel = window.panel
+    assert [panel.objectiveCombo.itemData(i) for i in range(panel.objectiveCombo.count())] == [
+        spec.name for spec in objective_specs()
+    ]
+    panel.objectiveCombo.setCurrentIndex(panel.objectiveCombo.findData("vae"))
+    assert not panel.betaSpin.isVisibleTo(panel)  # β is fixed at 1: nothing to tune
+    assert panel.config().objective == "vae"

@@ -16,6 +16,7 @@ import torch
 
 from bvae_desktop.core.data.imageset import Factors, ImageSet, _free_device_bytes
 from bvae_desktop.core.data.procedural import FACTOR_NAMES
+from bvae_desktop.core.data.registry import DatasetSpec, register
 from bvae_desktop.core.errors import DatasetError, os_reason
 
 _CHUNK_IMAGES = 4096  # 16 MB of uint8 per streamed chunk for 64 x 64 images
@@ -219,3 +220,17 @@ def build_factors(names: tuple[str, ...], classes: np.ndarray, values: np.ndarra
     flat = np.ravel_multi_index(tuple(dense.T), sizes)
     canonical = len(flat) == int(np.prod(sizes, dtype=np.int64)) and bool((flat == np.arange(len(flat))).all())
     return Factors(names=tuple(names), sizes=sizes, values=tuple(grids), classes=None if canonical else dense)
+
+
+register(
+    DatasetSpec(
+        name="dsprites",
+        label="dSprites (.npz file)",
+        needs="file",
+        shape=(1, 64, 64),
+        factors=True,
+        opener=load_dsprites,
+        file_filter="dSprites (*.npz)",
+        rank=1,
+    )
+)

@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image
 
 from bvae_desktop.core.data.imageset import ArrayImageSet
+from bvae_desktop.core.data.registry import DatasetSpec, register
 from bvae_desktop.core.errors import DatasetError, os_reason
 
 SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -128,3 +129,16 @@ def _luminance(arrays: np.ndarray) -> np.ndarray:
     """ITU-R 601 luma, as Pillow's convert("L"), for forcing colour images to grey."""
     weights = np.array([0.299, 0.587, 0.114], dtype=np.float32)
     return np.clip(np.rint(arrays.astype(np.float32) @ weights), 0, 255).astype(np.uint8)[..., None]
+
+
+register(
+    DatasetSpec(
+        name="folder",
+        label="Image folder (PNG/JPEG)",
+        needs="folder",
+        shape=(1, 64, 64),
+        factors=False,
+        opener=load_folder,
+        rank=4,
+    )
+)

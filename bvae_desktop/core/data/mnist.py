@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from bvae_desktop.core.data.imageset import ArrayImageSet
+from bvae_desktop.core.data.registry import DatasetSpec, register
 from bvae_desktop.core.errors import DatasetError, os_reason
 
 IMAGES_MAGIC = 2051
@@ -208,3 +209,17 @@ def _check_npz_pair(path: Path, x: np.ndarray, y: np.ndarray) -> None:
         raise DatasetError(f"{path}: {len(y)} labels for {len(x)} images")
     if len(y) and (y.min() < 0 or y.max() > 9):
         raise DatasetError(f"{path}: labels outside 0-9")
+
+
+register(
+    DatasetSpec(
+        name="mnist",
+        label="MNIST (IDX folder or .npz)",
+        needs="file or folder",
+        shape=(1, 32, 32),
+        factors=False,
+        opener=load_mnist,
+        file_filter="MNIST (*.npz *ubyte *ubyte.gz *.gz)",
+        rank=3,
+    )
+)

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from bvae_desktop.core.data.imageset import Factors, ImageSet
+from bvae_desktop.core.data.registry import DatasetSpec, register
 
 SIZE = 64
 FACTOR_NAMES = ("color", "shape", "scale", "orientation", "posX", "posY")
@@ -171,3 +172,20 @@ class ProceduralDSprites(ImageSet):
             idx = idx // size
         _color, shape, scale, orientation, pos_x, pos_y = reversed(values)
         return render(shape, scale, orientation, pos_x, pos_y, device, self.supersample)
+
+
+def _open(**options: object) -> ProceduralDSprites:
+    return ProceduralDSprites(**options)  # type: ignore[arg-type]
+
+
+register(
+    DatasetSpec(
+        name="dsprites-procedural",
+        label="dSprites (procedural, built in)",
+        needs="nothing",
+        shape=(1, 64, 64),
+        factors=True,
+        opener=_open,
+        rank=0,
+    )
+)

@@ -19,6 +19,7 @@ import torch
 
 from bvae_desktop.core.data.dsprites import build_factors
 from bvae_desktop.core.data.imageset import Factors, ImageSet
+from bvae_desktop.core.data.registry import DatasetSpec, register
 from bvae_desktop.core.errors import DatasetError
 
 FACTOR_NAMES = ("floor_hue", "wall_hue", "object_hue", "scale", "shape", "orientation")
@@ -192,3 +193,17 @@ def _check_images(path: Path, shape: tuple[int, ...], dtype: np.dtype) -> None:
 def _rounded(labels: np.ndarray) -> np.ndarray:
     """Labels rounded so float noise cannot split one factor value into two classes."""
     return np.round(labels, 6)
+
+
+register(
+    DatasetSpec(
+        name="shapes3d",
+        label="3D Shapes (.h5 file)",
+        needs="file",
+        shape=(3, 64, 64),
+        factors=True,
+        opener=load_shapes3d,
+        file_filter="3D Shapes (*.h5 *.hdf5)",
+        rank=2,
+    )
+)
