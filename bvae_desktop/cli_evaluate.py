@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from bvae_desktop.core.errors import BvaeError
+from bvae_desktop.core.jsonfile import json_default
 
 # the registry's names, spelled out so building the parser does not import torch (a test keeps them equal)
 METRIC_NAMES = ("beta_vae", "factor_vae", "mig", "dci", "sap", "unsupervised")
@@ -116,7 +117,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             "metrics": results,
         }
         try:
-            atomic_write_text(args.json, json.dumps(report, indent=2, default=_json_default) + "\n")
+            atomic_write_text(args.json, json.dumps(report, indent=2, default=json_default) + "\n")
         except OSError as exc:
             raise BvaeError(f"cannot write {args.json}: {exc}") from exc
         print(f"wrote {args.json}", file=sys.stderr)
@@ -181,13 +182,3 @@ def _fmt(value: Any) -> str:
     if isinstance(value, list):
         return "[" + " ".join(_fmt(v) for v in value) + "]"
     return str(value)
-
-
-def _json_default(value: Any) -> Any:
-    import numpy as np
-
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"cannot write {type(value).__name__} to JSON")

@@ -22,6 +22,7 @@ from bvae_desktop.core.config import TrainConfig
 from bvae_desktop.core.data.imageset import ImageSet
 from bvae_desktop.core.device import device_label
 from bvae_desktop.core.errors import CheckpointError
+from bvae_desktop.core.jsonfile import json_default
 from bvae_desktop.core.metrics import SUPERVISED, evaluate, scaled_counts
 from bvae_desktop.core.trainer import CHECKPOINT_NAME, Trainer
 
@@ -254,7 +255,7 @@ def finish_run(
             "trained_steps_this_session": trainer.step - tally.start_step,
         },
     }
-    atomic_write_text(run_dir / RESULT_NAME, json.dumps(result, indent=2, default=_json_default) + "\n")
+    atomic_write_text(run_dir / RESULT_NAME, json.dumps(result, indent=2, default=json_default) + "\n")
     return result
 
 
@@ -341,14 +342,6 @@ def _kl_per_dim_on_validation(trainer: Trainer) -> np.ndarray:
     return kl.mean(dim=0).cpu().numpy()
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"cannot write {type(value).__name__} to JSON")
 
 
 __all__ = [

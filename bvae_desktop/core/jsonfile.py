@@ -1,4 +1,5 @@
-"""Reading our small JSON files (configs, experiment specs) with errors that name the file."""
+"""Our small JSON files (configs, experiment specs, results, model cards): reading them with errors that
+name the file, and writing the numpy and path values they hold."""
 
 from __future__ import annotations
 
@@ -24,3 +25,16 @@ def read_json_object(
     if not isinstance(data, dict):
         raise error(f"{file}: {not_object}")
     return data
+
+
+def json_default(value: Any) -> Any:
+    """`json.dumps(default=...)` for what results and cards hold besides plain values."""
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")

@@ -33,7 +33,7 @@ from bvae_desktop.core.checkpoint import (
 )
 from bvae_desktop.core.config import beta_normalised
 from bvae_desktop.core.errors import BvaeError, CheckpointError
-from bvae_desktop.core.jsonfile import read_json_object
+from bvae_desktop.core.jsonfile import json_default, read_json_object
 from bvae_desktop.core.model_zoo import (
     CARD_FORMAT,
     CARD_VERSION,
@@ -154,7 +154,7 @@ def export_model(
     )
     validate_card(card, card_path)
     try:
-        atomic_write_text(card_path, json.dumps(card, indent=2, ensure_ascii=False, default=_json_default) + "\n")
+        atomic_write_text(card_path, json.dumps(card, indent=2, ensure_ascii=False, default=json_default) + "\n")
     except OSError as exc:
         raise ModelCardError(f"{card_path}: cannot write the model card ({exc.strerror or exc})") from exc
     return ExportResult(weights_path, card_path, card, float32, float16, dtype, half_reason)
@@ -478,13 +478,3 @@ def _headline(validation: dict[str, Any], metrics: dict[str, Any] | None) -> dic
     out = {k: round(v, 6) for k, v in row.items() if math.isfinite(v)}
     out.setdefault("active_units", float(validation["active_units"]))
     return out
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"cannot write {type(value).__name__} to JSON")

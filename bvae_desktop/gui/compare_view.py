@@ -39,6 +39,7 @@ from bvae_desktop.core.errors import BvaeError
 from bvae_desktop.core.model_compare import ComparePanel, compose, model_panel, same_data, save_png, validation_image
 from bvae_desktop.core.model_source import ModelSource
 from bvae_desktop.core.traversal import LABEL_POINTS, label_sample, needs_summary, summary_from_codes
+from bvae_desktop.gui.worker import stop_worker
 
 ENCODE_BATCH = 256
 _BROWSE = "__browse__"
@@ -380,14 +381,7 @@ class CompareView(QWidget):
         self._timer.stop()
         thread, worker = self._thread, self._worker
         self._thread, self._worker = None, None
-        if worker is not None:
-            worker.cancel_event.set()
-        if thread is not None:
-            thread.quit()
-            thread.wait()
-            if worker is not None:
-                worker.deleteLater()
-            thread.deleteLater()
+        stop_worker(thread, worker)
         self._job += 1  # results still queued from that worker are stale now
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt's name)

@@ -34,6 +34,7 @@ from PySide6.QtWidgets import (
 from bvae_desktop.core.data.procedural import SHAPE_NAMES
 from bvae_desktop.core.model_source import ModelSource
 from bvae_desktop.gui.pg_setup import configure_pyqtgraph
+from bvae_desktop.gui.worker import stop_worker
 
 DEFAULT_POINTS = 5000
 ENCODE_BATCH = 256
@@ -354,14 +355,7 @@ class ScatterView(QWidget):
         thread, worker = self._thread, self._worker
         self._thread, self._worker = None, None
         self._pending = None
-        if worker is not None:
-            worker.cancel_event.set()
-        if thread is not None:
-            thread.quit()
-            thread.wait()
-            if worker is not None:
-                worker.deleteLater()
-            thread.deleteLater()
+        stop_worker(thread, worker)
         self._job += 1  # anything still queued from that worker is stale now
         self._set_busy(False)
 

@@ -55,6 +55,7 @@ from bvae_desktop.core.traversal import (
 )
 from bvae_desktop.gui.pg_setup import configure_pyqtgraph
 from bvae_desktop.gui.scatter_view import EncodeWorker
+from bvae_desktop.gui.worker import stop_worker
 
 SLIDER_SCALE = 100  # slider ints per latent unit
 SLIDER_LIMIT = 3.0
@@ -339,14 +340,7 @@ class TraversalView(QWidget):
         """Stop the labelling encode, if any, and join its thread (call before the view goes away)."""
         thread, worker = self._thread, self._worker
         self._thread, self._worker, self._label_indices = None, None, None
-        if worker is not None:
-            worker.cancel_event.set()
-        if thread is not None:
-            thread.quit()
-            thread.wait()
-            if worker is not None:
-                worker.deleteLater()
-            thread.deleteLater()
+        stop_worker(thread, worker)
         self._job += 1  # results still queued from that worker are stale now
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt's name)

@@ -223,3 +223,16 @@ def start_worker(worker: QObject, name: str = "trainingThread") -> QThread:
     worker.finished.connect(thread.quit)
     thread.start()
     return thread
+
+
+def stop_worker(thread: QThread | None, worker: QObject | None) -> None:
+    """Cancel a cancellable worker (its `cancel_event`), join its thread and schedule both for deletion:
+    what every view does before it starts anew or goes away."""
+    if worker is not None:
+        worker.cancel_event.set()
+    if thread is not None:
+        thread.quit()
+        thread.wait()
+        if worker is not None:
+            worker.deleteLater()
+        thread.deleteLater()

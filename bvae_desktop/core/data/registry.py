@@ -7,13 +7,12 @@ shapes, config validation and `load_dataset` all read it, so a new source is one
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from bvae_desktop.core.data.imageset import ImageSet
 from bvae_desktop.core.errors import DatasetError
+from bvae_desktop.core.plugins import import_submodules
 
 NEEDS = ("nothing", "file", "folder", "file or folder")
 _NOT_SOURCES = {"imageset", "registry"}
@@ -63,10 +62,7 @@ def _load() -> None:
     if _loaded:
         return
     _loaded = True
-    package = importlib.import_module("bvae_desktop.core.data")
-    for module in pkgutil.iter_modules(package.__path__):
-        if module.name not in _NOT_SOURCES and not module.name.startswith("_"):
-            importlib.import_module(f"bvae_desktop.core.data.{module.name}")
+    import_submodules("bvae_desktop.core.data", _NOT_SOURCES)
 
 
 def dataset_specs() -> list[DatasetSpec]:

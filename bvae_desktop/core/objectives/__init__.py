@@ -7,8 +7,6 @@ so adding an objective is one new file here plus its tests.
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import pkgutil
 from typing import Any
 
 from bvae_desktop.core.errors import ConfigError
@@ -23,6 +21,7 @@ from bvae_desktop.core.objectives.terms import (
     loss_terms,
     reconstruction_loss,
 )
+from bvae_desktop.core.plugins import import_submodules
 
 _REGISTRY: dict[str, ObjectiveSpec] = {}
 _INFRASTRUCTURE = {"base", "terms"}
@@ -44,9 +43,7 @@ def _load() -> None:
     if _loaded:
         return
     _loaded = True
-    for module in pkgutil.iter_modules(__path__):
-        if module.name not in _INFRASTRUCTURE and not module.name.startswith("_"):
-            importlib.import_module(f"{__name__}.{module.name}")
+    import_submodules(__name__, _INFRASTRUCTURE)
 
 
 def objective_specs() -> list[ObjectiveSpec]:
