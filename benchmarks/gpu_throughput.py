@@ -29,6 +29,7 @@ import resource
 import sys
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -240,6 +241,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, help="timed steps (default 300 on a GPU, 12 on a CPU)")
     parser.add_argument("--warmup", type=int, help="untimed steps first (default 30 on a GPU, 3 on a CPU)")
     parser.add_argument("--no-compile", action="store_true", help="skip the compiled pipeline")
+    parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds; each pipeline's best is kept")
     parser.add_argument("--profile", action="store_true", help="also profile the no-sync and compiled steps")
     parser.add_argument("--json", type=Path, help="write every measurement here")
     args = parser.parse_args()
@@ -256,19 +258,40 @@ def main() -> None:
     )
     measures: list[Measure] = []
     for batch in args.batches:
-        base = anchor(images, batch, warmup, steps, device)
-        rows = [base]
-        rows.append(trainer_rate("today (read every step, eager)", batch, warmup, steps, device, sync_every=1))
-        rows.append(
-            trainer_rate(f"no-sync (read every {sync_every})", batch, warmup, steps, device, sync_every=sync_every)
-        )
+        stack_steps = max(2, steps // 4) if not gpu else steps
+        pipelines = [
+            partial(anchor, images, batch, warmup, steps, device),
+            partial(trainer_rate, "today (read every step, eager)", batch, warmup, steps, device, sync_every=1),
+            partial(
+                trainer_rate, f"no-sync (read every {sync_every})", batch, warmup, steps, device, sync_every=sync_every
+            ),
+        ]
         if not args.no_compile:
-            rows.append(
-                trainer_rate("compiled + no-sync", batch, warmup, steps, device, sync_every=sync_every, compile="on")
+            pipelines.append(
+                partial(
+                    trainer_rate,
+                    "compiled + no-sync",
+                    batch,
+                    warmup,
+                    steps,
+                    device,
+                    sync_every=sync_every,
+                    compile="on",
+                )
             )
         for count in args.stacks:
-            stack_steps = max(2, steps // 4) if not gpu else steps
-            rows.append(stacked_rate(count, batch, warmup, stack_steps, device, sync_every=sync_every))
+            pipelines.append(partial(stacked_rate, count, batch, warmup, stack_steps, device, sync_every=sync_every))
+        # rounds interleave the pipelines and keep each one's best: a machine busy with other work slows
+        # single measurements at random, and the best of a few is the least disturbed
+        rows: list[Measure] = []
+        for _ in range(args.rounds):
+            measured = [run() for run in pipelines]
+            rows = (
+                measured
+                if not rows
+                else [max(a, b, key=lambda m: m.images_per_s) for a, b in zip(rows, measured, strict=True)]
+            )
+        base = rows[0]
         print()
         print(f"batch {batch}")
         print("| pipeline | models | img/s per model | img/s total | × anchor | peak memory | compile |")
