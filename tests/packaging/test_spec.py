@@ -24,9 +24,19 @@ class _Recorder:
         self.binaries, self.datas, self.pure, self.scripts = [], [], [], []
 
 
+def _submodules(package: str) -> list[str]:
+    """What PyInstaller's collect_submodules returns: the package and every module below it."""
+    import importlib
+    import pkgutil
+
+    found = importlib.import_module(package)
+    return [package, *(f"{package}.{m.name}" for m in pkgutil.walk_packages(found.__path__))]
+
+
 def _run_spec(monkeypatch) -> dict:
     hooks = types.ModuleType("PyInstaller.utils.hooks")
     hooks.copy_metadata = lambda name: [(f"/site/{name.replace('-', '_')}-0.1.0.dist-info", f"{name}.dist-info")]
+    hooks.collect_submodules = _submodules
     for name in ("PyInstaller", "PyInstaller.utils"):
         monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
     monkeypatch.setitem(sys.modules, "PyInstaller.utils.hooks", hooks)
@@ -84,3 +94,16 @@ def test_spec_bundles_the_launcher_icons_and_metadata_and_one_qt_binding(monkeyp
 def test_trimming_drops_only_headers_tests_tools_and_unused_qt_parts(monkeypatch, dest, dropped):
     ns = _run_spec(monkeypatch)
     assert ns["_unneeded"](dest) is dropped
+
+
+def test_the_registries_modules_are_bundled(monkeypatch):
+    """Objectives and data sources register themselves when their modules are imported by discovery, which
+    PyInstaller's analysis cannot follow: without them the frozen app knew no objective (seen in CI)."""
+    from bvae_desktop.core.data import dataset_names
+    from bvae_desktop.core.objectives import objective_names
+
+    _run_spec(monkeypatch)
+    hidden = set(_Recorder.calls["Analysis"][1]["hiddenimports"])
+    assert {"bvae_desktop.core.objectives.beta_vae", "bvae_desktop.core.objectives.factor_vae"} <= hidden
+    assert {"bvae_desktop.core.data.procedural", "bvae_desktop.core.data.mnist"} <= hidden
+    assert objective_names() and dataset_names()
