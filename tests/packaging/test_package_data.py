@@ -98,6 +98,7 @@ def test_the_frozen_app_finds_the_models_where_the_spec_puts_them(monkeypatch, t
         (root / "models" / name).write_text("x")
     hooks = types.ModuleType("PyInstaller.utils.hooks")
     hooks.copy_metadata = lambda name: []
+    hooks.collect_submodules = lambda package: [package]
     for name in ("PyInstaller", "PyInstaller.utils"):
         monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
     monkeypatch.setitem(sys.modules, "PyInstaller.utils.hooks", hooks)
