@@ -178,3 +178,18 @@ def test_resume_refuses_other_settings_naming_each_but_allows_steps_weight_and_d
         resume=saved,
     )
     assert resumed.step == 4
+
+
+def test_opening_a_run_folder_removes_checkpoint_temp_files_a_kill_left(tmp_path):
+    import os
+    import time as clock
+
+    list(Trainer(small_config(steps=2), dataset=squares(), run_dir=tmp_path).steps())
+    stale = tmp_path / ".checkpoint.pt.abcd1234.tmp"  # what a kill in the middle of a write leaves
+    stale.write_bytes(b"half a checkpoint")
+    old = clock.time() - 3600
+    os.utime(stale, (old, old))
+    fresh = tmp_path / ".checkpoint.pt.efgh5678.tmp"  # another process writing right now: kept
+    fresh.write_bytes(b"being written")
+    Trainer(small_config(steps=4), dataset=squares(), run_dir=tmp_path, resume=tmp_path / "checkpoint.pt")
+    assert not stale.exists() and fresh.exists()
