@@ -358,7 +358,7 @@ class TrainingPanel(QWidget):
     def _update_beta_units(self) -> None:
         spec = objective_spec(self.objectiveCombo.currentData())
         weight = self.betaSpin.value()
-        if spec.main != "beta":  # the units only mean something for a weight on the summed KL
+        if spec.name != "beta-h":  # the two units are those of a weight on the whole summed KL (β-TCVAE's is on TC)
             self.betaUnitsLabel.setText(spec.main_param.help if spec.main_param is not None else "")
             return
         norm = beta_normalised(weight, self.latentDimSpin.value(), self.image_shape)
