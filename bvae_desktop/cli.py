@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import time
@@ -103,10 +104,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     from bvae_desktop.core.errors import os_reason
 
     try:
-        return handler(args)
+        code = handler(args)
+        sys.stdout.flush()  # a closed pipe shows here, where it is caught, not at interpreter exit
+        return code
     except BvaeError as exc:  # bad input: exit 2, as argparse does for a bad flag
         print(f"bvae {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `bvae info ... | head` closed the pipe: nothing more to say, and no traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as exc:  # the system refused (permissions, a full disk): one line naming the path, exit 1
         paths = " -> ".join(str(p) for p in (exc.filename, exc.filename2) if p is not None)
         print(f"bvae {args.command}: error: {paths + ': ' if paths else ''}{os_reason(exc)}", file=sys.stderr)

@@ -58,6 +58,7 @@ class TrainingPanel(QWidget):
         self.image_shape: tuple[int, int, int] = dataset_specs()[0].shape
         self._running = False
         self._shown_once = False
+        self._continue_dataset: str | None = None  # the data of the run "Continue" would resume
         # the settings the panel edits: fields it does not show (val_fraction, reconstruction, ...) stay as
         # they came (an opened checkpoint's), so continuing a run never changes them behind the user's back
         self._stored = TrainConfig()
@@ -256,6 +257,7 @@ class TrainingPanel(QWidget):
 
     def offer_continue(self, step: int | None) -> None:
         """Show 'continue from step N' after a checkpoint was opened or a run stopped early."""
+        self._continue_dataset = self.datasetCombo.currentData() if step is not None else None
         self.continueCheck.setVisible(step is not None)
         self.continueCheck.setChecked(step is not None)
         if step is not None:
@@ -307,6 +309,8 @@ class TrainingPanel(QWidget):
     # ----- slots -----------------------------------------------------------------------------
     def _on_dataset_changed(self) -> None:
         name = self.datasetCombo.currentData()
+        if self._continue_dataset is not None and name != self._continue_dataset:
+            self.offer_continue(None)  # a run cannot continue on other data (Train failed on the image shape)
         spec = dataset_spec(name)
         needs_path = spec.needs_path
         self.dataPathEdit.setEnabled(needs_path and not self._running)

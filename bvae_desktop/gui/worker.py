@@ -137,7 +137,7 @@ class TrainingWorker(QObject):
             if self._stop.is_set():
                 trainer.stop()
         self.started.emit(trainer.dataset.describe(), trainer.step)
-        sample_indices = trainer.val_indices[:SAMPLE_COUNT]
+        sample_indices = spread_sample(trainer.val_indices, SAMPLE_COUNT, trainer.config.seed)
         self._emit_samples(trainer, sample_indices)
         try:
             self._train(trainer, sample_indices)
@@ -236,3 +236,13 @@ def stop_worker(thread: QThread | None, worker: QObject | None) -> None:
         if worker is not None:
             worker.deleteLater()
         thread.deleteLater()
+
+
+def spread_sample(indices: np.ndarray, count: int, seed: int) -> np.ndarray:
+    """A seeded sample of `count` indices spread over the split, in order: the split is sorted, so its
+    first images are all one kind (small squares on dSprites, zeros on MNIST)."""
+    indices = np.asarray(indices)
+    if len(indices) <= count:
+        return indices
+    chosen = np.random.default_rng(seed + 2).choice(len(indices), count, replace=False)
+    return indices[np.sort(chosen)]

@@ -161,3 +161,36 @@ def test_ctrl_c_stops_cleanly_and_leaves_a_checkpoint(tmp_path):
     assert code == 130, rest
     assert "stopped at step" in rest and "Traceback" not in rest
     assert load_checkpoint(out / "checkpoint.pt").step >= 1
+
+
+def test_info_into_a_closed_pipe_prints_no_traceback(tmp_path):
+    """`bvae info CKPT | head -1`: the reader goes away early; that is not an error."""
+    out = tmp_path / "run"
+    assert (
+        main(
+            [
+                "train",
+                "--steps",
+                "2",
+                "--batch-size",
+                "8",
+                "--latent-dim",
+                "3",
+                "--device",
+                "cpu",
+                "--quiet",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bvae_desktop.cli", "info", str(out / "checkpoint.pt")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    process.stdout.close()  # like `head` exiting before reading anything
+    err = process.stderr.read().decode()
+    assert process.wait(timeout=120) == 0, err
+    assert "Traceback" not in err and "BrokenPipeError" not in err

@@ -284,3 +284,11 @@ def test_objective_fields_come_from_the_registry(window):
     panel.objectiveCombo.setCurrentIndex(panel.objectiveCombo.findData("vae"))
     assert not panel.betaSpin.isVisibleTo(panel)  # β is fixed at 1: nothing to tune
     assert panel.config().objective == "vae"
+
+
+def test_continue_is_withdrawn_when_the_data_changes(window):
+    panel = window.panel
+    panel.offer_continue(1200)
+    assert panel.continue_requested
+    panel.datasetCombo.setCurrentIndex(panel.datasetCombo.findData("mnist"))
+    assert not panel.continue_requested and not panel.continueCheck.isVisibleTo(panel)

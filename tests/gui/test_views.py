@@ -414,3 +414,16 @@ def test_sample_strip_renders(strip_view, qtbot):
     strip_view.set_samples(_blobs(4, 1, seed=5), _blobs(4, 1, seed=5, blur=0.5), step=1200)
     qtbot.wait(50)
     assert strip_view.grab().save("/tmp/views_sample_strip_grey.png")
+
+
+def test_the_sample_strip_draws_a_seeded_spread_of_the_split_not_its_first_images():
+    import numpy as np
+
+    from bvae_desktop.gui.worker import spread_sample
+
+    split = np.arange(1000, 5000)
+    picked = spread_sample(split, 6, seed=0)
+    assert len(picked) == 6 and list(picked) == sorted(picked) and set(picked) <= set(split)
+    assert picked[-1] - picked[0] > 1000  # spread over the split, not its first six
+    assert list(spread_sample(split, 6, seed=0)) == list(picked)  # the same images every refresh
+    assert list(spread_sample(split[:4], 6, seed=0)) == list(split[:4])
