@@ -221,7 +221,10 @@ def summary_from_codes(
     if factors is None or len(means) == 0:
         return kl, None
     mi = normalised_factor_mutual_information(means, factors.classes_of(np.asarray(indices)), bins)
-    return kl, label_dimensions(mi, factors.names)
+    labels = label_dimensions(mi, factors.names)
+    if kl is not None:  # a dead latent follows nothing: its faint correlation with a factor is noise
+        labels = [label if value >= ACTIVE_KL else ("", 0.0) for label, value in zip(labels, kl, strict=False)]
+    return kl, labels
 
 
 def factor_labels(

@@ -220,3 +220,29 @@ def test_gif_has_one_frame_per_step_and_loops(tmp_path):
     with Image.open(flat) as img:
         assert img.n_frames == 4
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_dead_latents_get_no_factor_label():
+    """A latent with KL < 0.1 nats follows nothing; its faint correlation with a factor is not a label."""
+    from bvae_desktop.core.traversal import summary_from_codes
+
+    dataset = load_dataset("dsprites-procedural")
+    rng = np.random.default_rng(2)
+    indices = np.sort(rng.choice(len(dataset), 400, replace=False))
+    classes = dataset.factors.classes_of(indices)
+    posx = dataset.factors.names.index("posX")
+    means = np.stack([classes[:, posx] / 31.0 * 4 - 2, classes[:, posx] / 31.0 * 0.02], axis=1)  # z1: faint copy
+    logvars = np.stack([np.full(400, -4.0), np.zeros(400)], axis=1)  # z1: KL ~ 0, the prior's own spread
+    model = BetaVAE((1, 64, 64), 2)
+    source = ModelSource.from_state(
+        model.state_dict(),
+        TrainConfig(latent_dim=2),
+        (1, 64, 64),
+        step=0,
+        beta=1.0,
+        dataset=dataset,
+        val_indices=indices,
+    )
+    kl, labels = summary_from_codes(source, indices, means, logvars)
+    assert kl[0] > 0.1 > kl[1]
+    assert labels[0][0] == "posX" and labels[1] == ("", 0.0)
