@@ -247,7 +247,10 @@ class MainWindow(QMainWindow):
         done = last.step - self._run_start_step
         elapsed = time.perf_counter() - self._run_started_at
         eta = (last.total_steps - last.step) * elapsed / done if done > 0 else None
-        self.panel.show_progress(last.step, last.total_steps, last.images_per_s, eta)
+        if self.panel.pauseButton.isChecked():  # steps sent before the pause arrive after it: no ETA then
+            self.panel.show_status(last.step, last.total_steps, "paused")
+        else:
+            self.panel.show_progress(last.step, last.total_steps, last.images_per_s, eta)
         self.last_batch = batch
 
     def _on_samples(self, originals, reconstructions, step: int) -> None:
@@ -289,9 +292,13 @@ class MainWindow(QMainWindow):
         if paused:
             self.worker.pause()
             self.statusBar().showMessage("paused")
+            self.panel.show_status(self.panel.progressBar.value(), self.panel.progressBar.maximum(), "paused")
         else:
             self.worker.resume()
             self.statusBar().showMessage(f"training in {self.run_dir}")
+            # the ETA counts from here: a pause is not training time
+            self._run_start_step = self.panel.progressBar.value()
+            self._run_started_at = time.perf_counter()
 
     def _on_stop_requested(self) -> None:
         if self.worker is not None:
@@ -320,6 +327,7 @@ class MainWindow(QMainWindow):
             self.checkpoint_path = Path(checkpoint)
             total = self.panel.stepsSpin.value()
             self.panel.offer_continue(step if step < total else None)
+            self.panel.show_status(step, total, "stopped" if step < total else "finished")
             self.statusBar().showMessage(f"run ended at step {step:,}; checkpoint {checkpoint}")
         self._update_file_actions()
 
@@ -334,6 +342,8 @@ class MainWindow(QMainWindow):
         self.thread = None
         self.worker = None
         self.panel.set_running(False)
+        step, total = self.panel.progressBar.value(), self.panel.progressBar.maximum()
+        self.panel.show_status(step, total, "finished" if step >= total else "stopped")
 
     # ----- files -----------------------------------------------------------------------------
     def _on_browse_data(self) -> None:
@@ -383,6 +393,7 @@ class MainWindow(QMainWindow):
                 self.show_error("Run log unreadable", str(exc))
         # weights only (a bundled or exported model): nothing to resume; Train starts a new run with its settings
         self.panel.offer_continue(checkpoint.step if checkpoint.optimizer_state is not None else None)
+        self.panel.show_status(checkpoint.step, checkpoint.config.steps, f"opened {Path(path).name}")
         self._shown_source.clear()  # another model: the views start afresh
         self.set_model_source(source)
         note = f" ({source.dataset_error})" if source.dataset_error else ""

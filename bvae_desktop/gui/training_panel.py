@@ -300,6 +300,12 @@ class TrainingPanel(QWidget):
     def running(self) -> bool:
         return self._running
 
+    def show_status(self, step: int, total: int, text: str) -> None:
+        """The bar at `step` of `total` with a word instead of speed and ETA: paused, stopped, opened."""
+        self.progressBar.setMaximum(max(total, 1))
+        self.progressBar.setValue(min(step, total))
+        self.progressLabel.setText(f"step {step:,} of {total:,} · {text}")
+
     def show_progress(self, step: int, total: int, images_per_s: float, eta_s: float | None) -> None:
         self.progressBar.setMaximum(max(total, 1))
         self.progressBar.setValue(min(step, total))

@@ -69,8 +69,12 @@ def test_pause_holds_the_step_count_and_resume_restarts_it(qtbot, window):
     qtbot.wait(300)  # the loop is parked: no step may happen however long we look
     assert trainer.step == held_at and trainer.held
     assert window.panel.pauseButton.text() == "Resume"
+    assert "paused" in window.panel.progressLabel.text() and "ETA" not in window.panel.progressLabel.text()
     window.panel.pauseButton.click()
     qtbot.waitUntil(lambda: trainer.step > held_at + 1, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: "images/s" in window.panel.progressLabel.text(), timeout=WAIT_MS)
+    window.stop_training()
+    assert "ETA" not in window.panel.progressLabel.text()
 
 
 def test_stop_leaves_a_loadable_checkpoint(qtbot, window):
@@ -292,3 +296,14 @@ def test_continue_is_withdrawn_when_the_data_changes(window):
     assert panel.continue_requested
     panel.datasetCombo.setCurrentIndex(panel.datasetCombo.findData("mnist"))
     assert not panel.continue_requested and not panel.continueCheck.isVisibleTo(panel)
+
+
+def test_opening_a_checkpoint_shows_its_step_on_the_progress_bar(qtbot, window, tmp_path):
+    from bvae_desktop.core.config import TrainConfig
+    from bvae_desktop.core.trainer import Trainer
+
+    list(Trainer(TrainConfig(latent_dim=3, batch_size=8, steps=3, device="cpu"), run_dir=tmp_path / "r").steps())
+    window.panel.show_progress(900, 1000, 450.0, 12.0)  # what a previous run left on the bar
+    window.open_checkpoint(tmp_path / "r" / "checkpoint.pt")
+    assert window.panel.progressBar.value() == 3 and window.panel.progressBar.maximum() == 3
+    assert window.panel.progressLabel.text() == "step 3 of 3 · opened checkpoint.pt"
