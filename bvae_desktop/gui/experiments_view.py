@@ -19,6 +19,7 @@ from PySide6.QtCore import QThread, QUrl, Signal
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QApplication,
     QComboBox,
     QDoubleSpinBox,
     QFileDialog,
@@ -331,8 +332,6 @@ class ExperimentsView(QWidget):
         if self.thread is not None:
             self.thread.quit()
             self.thread.wait(timeout_ms)
-            from PySide6.QtWidgets import QApplication
-
             QApplication.processEvents()  # deliver the last signals
         self._release_thread()
 
@@ -473,7 +472,13 @@ class ExperimentsView(QWidget):
                 "No report yet", "Start or open an experiment first: its report is written as runs finish."
             )
             return
-        self.open_url(QUrl.fromLocalFile(str(path)))
+        if self.open_url(QUrl.fromLocalFile(str(path))) is False:  # no browser here: say where it is
+            QApplication.clipboard().setText(str(path))
+            self.statusLabel.setText(f"report: {path} (path copied to the clipboard)")
+            self.errorOccurred.emit(
+                "No browser to open the report",
+                f"The report is at {path}; its path is on the clipboard to paste into a browser or file manager.",
+            )
 
     def selected_run(self) -> str | None:
         rows = self.table.selectionModel().selectedRows()

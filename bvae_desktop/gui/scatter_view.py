@@ -152,6 +152,7 @@ class ScatterView(QWidget):
         self._worker: EncodeWorker | None = None
         self._job = 0
         self._pending: np.ndarray | None = None  # indices being encoded
+        self._encoded_from = "validation images"  # what the encoded points are, said as it is
         self._indices = np.zeros(0, dtype=np.int64)  # dataset index of each point
         self._means = np.zeros((0, 0), dtype=np.float32)
         self._points = np.zeros((0, 2), dtype=np.float64)
@@ -322,8 +323,10 @@ class ScatterView(QWidget):
         count = int(self.pointCountSpin.value() if count is None else count)
         self.pointCountSpin.setValue(count)
         pool = source.val_indices
+        split_size = None if pool is None else len(pool)
         if pool is None or len(pool) < count:
             pool = np.arange(len(source.dataset))
+        self._encoded_from = _encoded_from(split_size, len(source.dataset), count)
         rng = np.random.default_rng(0)
         chosen = np.sort(rng.choice(pool, size=min(count, len(pool)), replace=False)).astype(np.int64)
         self._job += 1
@@ -430,7 +433,7 @@ class ScatterView(QWidget):
         self._choose_default_axes()
         self._update_labels()
         self._update_points()
-        self._status.setText(f"{len(indices):,} validation images encoded (encoder means)")
+        self._status.setText(f"{len(indices):,} {self._encoded_from} encoded (encoder means)")
 
     def _on_encode_cancelled(self, job: int) -> None:
         if job == self._job:
@@ -589,3 +592,16 @@ class ScatterView(QWidget):
         if self._picked is not None and self._picked < n:
             self.picked_marker.setData(pos=self._points[self._picked : self._picked + 1])
         plot.enableAutoRange()
+
+
+def _encoded_from(split_size: int | None, dataset_size: int, asked: int) -> str:
+    """Where the encoded points come from: the validation split, or the whole data set when the split is
+    smaller than what was asked (a 500-image split does not give 5,000 validation images)."""
+    if split_size is None:
+        return f"images of the whole data set ({dataset_size:,}; it has no validation split)"
+    if split_size < asked:
+        return (
+            f"images of the whole data set ({dataset_size:,}): its validation split has only {split_size:,}, "
+            f"fewer than the {asked:,} asked"
+        )
+    return "validation images"

@@ -137,3 +137,22 @@ def test_runs_in_one_pass_is_part_of_the_spec_and_shown_back(view):
     view.stackSpin.setValue(0)
     view._show_spec(spec)
     assert view.stackSpin.value() == 4
+
+
+def test_open_report_without_a_browser_shows_the_path_and_copies_it(qtbot, tmp_path):
+    import types
+
+    from PySide6.QtWidgets import QApplication
+
+    view = ExperimentsView(base_config=tiny_config, runs_dir=lambda: tmp_path / "runs", open_url=lambda url: False)
+    qtbot.addWidget(view)
+    (tmp_path / "report.html").write_text("<html></html>")
+    view.experiment = types.SimpleNamespace(folder=tmp_path)
+    errors = []
+    view.errorOccurred.connect(lambda title, message: errors.append((title, message)))
+    view.open_report()
+    path = str(tmp_path / "report.html")
+    assert QApplication.clipboard().text() == path
+    assert errors and path in errors[0][1] and path in view.statusLabel.text()
+    view.experiment = None
+    view.shutdown()

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 from PySide6.QtCore import QThread
-from PySide6.QtWidgets import QCheckBox, QPushButton, QSlider, QSpinBox
+from PySide6.QtWidgets import QCheckBox, QLabel, QPushButton, QSlider, QSpinBox
 from torch import nn
 
 from bvae_desktop.core.config import TrainConfig
@@ -282,3 +282,18 @@ def test_a_new_source_or_close_joins_the_encode_thread(qtbot, scatter):
     running = scatter._thread
     scatter.close()
     assert not running.isRunning()
+
+
+def test_scatter_says_what_it_encoded_when_the_split_is_too_small(qtbot, scatter):
+    """Asking for more points than the validation split holds encodes from the whole set: say so."""
+    source = make_source()
+    source.val_indices = np.arange(50)  # a 50-image split
+    scatter.set_source(source)
+    assert scatter.encode(200)
+    _wait_for_points(qtbot, scatter, 200)
+    status = scatter.findChild(QLabel, "scatterStatus").text()
+    assert "200 images of the whole data set (300)" in status and "split has only 50" in status
+    assert "validation images encoded" not in status
+    assert scatter.encode(40)
+    _wait_for_points(qtbot, scatter, 40)
+    assert scatter.findChild(QLabel, "scatterStatus").text().startswith("40 validation images encoded")
