@@ -34,6 +34,7 @@ from bvae_desktop.core.checkpoint import (
 from bvae_desktop.core.config import beta_normalised
 from bvae_desktop.core.errors import BvaeError, CheckpointError
 from bvae_desktop.core.jsonfile import json_default, read_json_object
+from bvae_desktop.core.latent_activity import ACTIVE_KL
 from bvae_desktop.core.model_zoo import (
     CARD_FORMAT,
     CARD_VERSION,
@@ -44,7 +45,6 @@ from bvae_desktop.core.model_zoo import (
 )
 
 HALF_TOLERANCE = 1e-3  # float16 weights are kept only if validation recon and KL move by less than 0.1%
-ACTIVE_KL = 0.1  # nats: a latent below this carries (almost) nothing (as the window counts active units)
 DEFAULT_VAL_IMAGES = 2048
 OBJECTIVE_LABELS = {
     "vae": "VAE (β = 1)",

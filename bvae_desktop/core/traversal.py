@@ -19,11 +19,11 @@ import numpy as np
 
 from bvae_desktop.core.atomic import atomic_path
 from bvae_desktop.core.errors import DatasetError
+from bvae_desktop.core.latent_activity import ACTIVE_KL
 from bvae_desktop.core.model_source import ModelSource
 from bvae_desktop.core.tiling import GAP_VALUE, tile_rows
 
 MIN_STEPS, MAX_STEPS = 2, 31
-ACTIVE_KL = 0.1  # nats: a dimension below this carries (almost) no information
 LABEL_POINTS = 2000  # validation images encoded to name the factor each dimension follows
 GRID_GAP = 2
 
