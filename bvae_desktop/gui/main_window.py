@@ -25,6 +25,7 @@ from bvae_desktop import APP_NAME, __version__
 from bvae_desktop.core.atomic import atomic_path
 from bvae_desktop.core.checkpoint import Checkpoint, load_checkpoint
 from bvae_desktop.core.config import TrainConfig
+from bvae_desktop.core.data import Detection
 from bvae_desktop.core.errors import BvaeError
 from bvae_desktop.core.model_source import ModelSource
 from bvae_desktop.core.trainer import CHECKPOINT_NAME, RUNLOG_NAME
@@ -37,7 +38,7 @@ from bvae_desktop.gui.run_history import load_history_into
 from bvae_desktop.gui.sample_strip import SampleStripView
 from bvae_desktop.gui.scatter_view import ScatterView
 from bvae_desktop.gui.settings import AppSettings
-from bvae_desktop.gui.training_panel import TrainingPanel, choose_data_path
+from bvae_desktop.gui.training_panel import TrainingPanel, choose_any_data_file, choose_data_path
 from bvae_desktop.gui.traversal_view import TraversalView
 from bvae_desktop.gui.worker import StepBatch, TrainingWorker, start_worker
 
@@ -53,6 +54,7 @@ class MainWindow(QMainWindow):
         self.worker: TrainingWorker | None = None
         self.thread: QThread | None = None
         self.run_dir: Path | None = None
+        self._fresh_run = False  # the run starting now is a new model (not a continued one)
         self.checkpoint_path: Path | None = None
         self.last_error: str | None = None
         self._run_started_at = 0.0
@@ -120,6 +122,7 @@ class MainWindow(QMainWindow):
         self._action(
             file_menu, "Open dataset…", self._on_open_dataset, QKeySequence.StandardKey.Open, "openDatasetAction"
         )
+        self._action(file_menu, "Open dataset folder…", self._on_open_dataset_folder, None, "openDatasetFolderAction")
         self._action(file_menu, "Open checkpoint…", self._on_open_checkpoint, None, "openCheckpointAction")
         self.saveCheckpointAction = self._action(
             file_menu,
@@ -195,15 +198,15 @@ class MainWindow(QMainWindow):
             run_dir = self.checkpoint_path.parent
         else:
             run_dir = self._new_run_dir(config)
-            self.lossPlot.clear()
-            self.klBarPlot.clear()
-            self.sampleStrip.clear()
-            self._shown_source.clear()  # a new model: the explorer views start afresh
+        # the plots keep the previous run until this one has opened its data and started: a bad source
+        # then leaves them as they were, beside its error
+        self._fresh_run = resume is None
         self.last_error = None
         self.run_dir = run_dir
         self.checkpoint_path = run_dir / CHECKPOINT_NAME
         self.settings.last_run_dir = run_dir
         self.worker = TrainingWorker(config, run_dir, resume)
+        self.worker.loading.connect(self.panel.show_loading)
         self.worker.started.connect(self._on_run_started)
         self.worker.stepsReady.connect(self._on_steps)
         self.worker.samplesReady.connect(self._on_samples)
@@ -214,7 +217,8 @@ class MainWindow(QMainWindow):
         self.panel.set_running(True)
         self.panel.offer_continue(None)
         self._run_started_at = time.perf_counter()
-        self.statusBar().showMessage(f"starting run in {run_dir}…")
+        self.panel.show_loading("opening the data…", 0, 0)
+        self.statusBar().showMessage(f"opening the data for a run in {run_dir}…")
         self.thread = start_worker(self.worker)
         self._update_file_actions()
 
@@ -229,6 +233,12 @@ class MainWindow(QMainWindow):
         return path
 
     def _on_run_started(self, description: str, step: int) -> None:
+        if self._fresh_run:
+            self.lossPlot.clear()
+            self.klBarPlot.clear()
+            self.sampleStrip.clear()
+            self._shown_source.clear()  # a new model: the explorer views start afresh
+        self.panel.end_loading()
         self._run_start_step = step
         self._run_started_at = time.perf_counter()
         self.panel.set_dataset_info(description)
@@ -323,6 +333,7 @@ class MainWindow(QMainWindow):
         self.thread = None
         self.worker = None
         self.panel.set_running(False)
+        self.panel.end_loading()  # a run that never started: the bar shows what it showed before
         if checkpoint:
             self.checkpoint_path = Path(checkpoint)
             total = self.panel.stepsSpin.value()
@@ -349,17 +360,50 @@ class MainWindow(QMainWindow):
     def _on_browse_data(self) -> None:
         path = choose_data_path(self, self.panel.datasetCombo.currentData(), self.panel.dataPathEdit.text())
         if path:
-            self.panel.dataPathEdit.setText(path)
-            self._on_dataset_changed(self.panel.datasetCombo.currentData(), path)
+            self.use_data_path(path, switch_quietly=True)
 
     def _on_open_dataset(self) -> None:
-        self._on_browse_data()
+        path = choose_any_data_file(self, self.panel.dataPathEdit.text())
+        if path:
+            self.use_data_path(path)
+
+    def _on_open_dataset_folder(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Open a dataset folder", self.panel.dataPathEdit.text())
+        if path:
+            self.use_data_path(path)
+
+    def use_data_path(self, path: str | Path, *, switch_quietly: bool = False) -> Detection | None:
+        """Take a picked file or folder as the training data: the source is inferred from what is inside
+        (npz keys, HDF5 datasets, IDX magic, images in a folder) and the panel switches to it, saying what
+        was found. A path no source reads is an error dialog naming the file and what it holds (from the
+        panel's Browse button, whose source the user chose, it is only a note: the loader has the last word)."""
+        from bvae_desktop.core.data import detect_source
+
+        path = str(path)
+        try:
+            found = detect_source(path)
+        except BvaeError as exc:
+            if switch_quietly:
+                self.panel.dataPathEdit.setText(path)
+                self._on_dataset_changed(self.panel.datasetCombo.currentData(), path)
+                self.panel.set_dataset_info(str(exc))
+            else:
+                self.show_error("Cannot open the dataset", str(exc))
+            return None
+        switched = found.spec.name != self.panel.datasetCombo.currentData()
+        self.panel.select_data(found.spec.name, path)
+        self.settings.dataset = found.spec.name
+        self.settings.data_path = path
+        note = f" (source switched to {found.spec.label})" if switched else ""
+        self.panel.set_dataset_info(f"{Path(path).name}: {found.found}{note}")
+        self.statusBar().showMessage(f"dataset {path}: {found.spec.label}")
+        return found
 
     def _on_dataset_changed(self, name: str, path: str) -> None:
-        """Describe the source at once when that is cheap; files are described when a run opens them."""
+        """Describe the source at once: built-in ones fully, files by what their headers say."""
         self.settings.dataset = name
         self.settings.data_path = path
-        from bvae_desktop.core.data import dataset_spec, load_dataset
+        from bvae_desktop.core.data import dataset_spec, detect_source, load_dataset
 
         if not dataset_spec(name).needs_path:  # built in: cheap to describe at once
             self.panel.set_dataset_info(load_dataset(name).describe())
@@ -368,7 +412,17 @@ class MainWindow(QMainWindow):
         elif not Path(path).exists():
             self.panel.set_dataset_info(f"{path}: not found")
         else:
-            self.panel.set_dataset_info(f"{Path(path).name}: read when training starts")
+            try:
+                found = detect_source(path)
+            except BvaeError as exc:
+                self.panel.set_dataset_info(str(exc))
+                return
+            if found.spec.name == name:
+                self.panel.set_dataset_info(f"{Path(path).name}: {found.found}")
+            else:
+                self.panel.set_dataset_info(
+                    f"{Path(path).name} looks like {found.spec.label}, not {dataset_spec(name).label}: {found.found}"
+                )
 
     def open_checkpoint(self, path: str | Path) -> Checkpoint | None:
         """Restore a checkpoint's settings into the panel and its curves (from the run log beside it)."""

@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
 )
 
 from bvae_desktop.core.config import TrainConfig, beta_normalised
-from bvae_desktop.core.data.registry import dataset_spec, dataset_specs
+from bvae_desktop.core.data.registry import dataset_spec, dataset_specs, supported_file_filter
 from bvae_desktop.core.device import available_devices
 from bvae_desktop.core.objectives import Param, all_params, objective_spec, objective_specs, param_value, with_param
 
@@ -59,6 +59,7 @@ class TrainingPanel(QWidget):
         self._running = False
         self._shown_once = False
         self._continue_dataset: str | None = None  # the data of the run "Continue" would resume
+        self._before_loading: tuple[int, int, str] | None = None  # the bar while a run's data opens
         # the settings the panel edits: fields it does not show (val_fraction, reconstruction, ...) stay as
         # they came (an opened checkpoint's), so continuing a run never changes them behind the user's back
         self._stored = TrainConfig()
@@ -267,6 +268,14 @@ class TrainingPanel(QWidget):
     def continue_requested(self) -> bool:
         return self.continueCheck.isVisible() and self.continueCheck.isChecked()
 
+    def select_data(self, name: str, path: str) -> None:
+        """Choose source `name` with `path` (File ▸ Open dataset found which source reads the file)."""
+        self.dataPathEdit.setText(path)
+        if self.datasetCombo.currentData() != name:
+            _select(self.datasetCombo, name)  # emits datasetChanged through _on_dataset_changed
+        else:
+            self._on_path_edited()
+
     def set_dataset_info(self, text: str) -> None:
         self.datasetInfoLabel.setText(text)
 
@@ -299,6 +308,34 @@ class TrainingPanel(QWidget):
     @property
     def running(self) -> bool:
         return self._running
+
+    def show_loading(self, text: str, done: int, total: int) -> None:
+        """The data source is opening: a busy bar (total 0) or a count, and what is being read.
+        The bar's previous state is kept for `end_loading` (a run that fails to open leaves it as it was)."""
+        if self._before_loading is None:
+            self._before_loading = (self.progressBar.value(), self.progressBar.maximum(), self.progressLabel.text())
+        if total > 0:
+            self.progressBar.setRange(0, total)
+            self.progressBar.setValue(min(done, total))
+            self.progressBar.setFormat("%p%")
+        else:
+            self.progressBar.setRange(0, 0)  # Qt's busy indicator
+        self.progressLabel.setText(text)
+
+    @property
+    def loading(self) -> bool:
+        return self._before_loading is not None
+
+    def end_loading(self) -> None:
+        """Back from the loading display to steps: to the state before it, until the run reports a step."""
+        if self._before_loading is None:
+            return
+        value, maximum, text = self._before_loading
+        self._before_loading = None
+        self.progressBar.setFormat("step %v of %m")
+        self.progressBar.setRange(0, maximum)
+        self.progressBar.setValue(value)
+        self.progressLabel.setText(text)
 
     def show_status(self, step: int, total: int, text: str) -> None:
         """The bar at `step` of `total` with a word instead of speed and ETA: paused, stopped, opened."""
@@ -414,6 +451,14 @@ def _select(combo: QComboBox, data: str) -> None:
 def _clock(seconds: float) -> str:
     seconds = int(max(seconds, 0))
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def choose_any_data_file(parent: QWidget, start: str) -> str:
+    """File ▸ Open dataset: every supported type at once, then each on its own (the source is inferred)."""
+    filters = [supported_file_filter()]
+    filters += [spec.file_filter for spec in dataset_specs() if spec.needs in ("file", "file or folder")]
+    path, _ = QFileDialog.getOpenFileName(parent, "Open a dataset", start, ";;".join([*filters, "All files (*)"]))
+    return path
 
 
 def choose_data_path(parent: QWidget, dataset: str, start: str) -> str:

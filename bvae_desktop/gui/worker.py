@@ -17,6 +17,7 @@ import numpy as np
 from PySide6.QtCore import QObject, QThread, Signal
 
 from bvae_desktop.core.config import TrainConfig
+from bvae_desktop.core.data import ImageSet, dataset_spec, load_dataset
 from bvae_desktop.core.errors import BvaeError, TrainingError
 from bvae_desktop.core.model_source import ModelSource
 from bvae_desktop.core.trainer import StepEvent, Trainer
@@ -24,6 +25,10 @@ from bvae_desktop.core.trainer import StepEvent, Trainer
 EMIT_INTERVAL_S = 0.2
 SAMPLE_INTERVAL_S = 15.0
 SAMPLE_COUNT = 6
+
+
+class _LoadStopped(Exception):
+    """Stop was pressed while the data source was still opening."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,7 @@ def gui_thread_count() -> int:
 class TrainingWorker(QObject):
     """Runs one Trainer in its thread. Create with no parent, then `moveToThread`."""
 
+    loading = Signal(str, int, int)  # what is being opened, done, total (0: no count, a busy bar)
     started = Signal(str, int)  # dataset description, starting step
     stepsReady = Signal(object)  # StepBatch
     samplesReady = Signal(object, object, int)  # originals, reconstructions (uint8 NCHW), step
@@ -119,7 +125,14 @@ class TrainingWorker(QObject):
 
         torch.set_num_threads(gui_thread_count())
         try:
-            trainer = Trainer(self.config, run_dir=self.run_dir, resume=self.resume_from)
+            dataset = self._open_dataset()
+            if self._stop.is_set():  # stopped while the data loaded: no run, nothing written
+                self.finished.emit(0, "")
+                return
+            trainer = Trainer(self.config, dataset=dataset, run_dir=self.run_dir, resume=self.resume_from)
+        except _LoadStopped:
+            self.finished.emit(0, "")
+            return
         except BvaeError as exc:
             self.failed.emit(str(exc))
             self.finished.emit(0, "")
@@ -145,6 +158,27 @@ class TrainingWorker(QObject):
             self.failed.emit(str(exc) if isinstance(exc, BvaeError) else f"{type(exc).__name__}: {exc}")
         path = trainer.checkpoint_path if trainer.checkpoint_path and trainer.checkpoint_path.exists() else None
         self.finished.emit(trainer.step, str(path) if path else "")
+
+    def _open_dataset(self) -> ImageSet:
+        """Open the data source here, saying so: a large file takes seconds to minutes (3D Shapes decodes
+        its chunks once); the window shows a busy or counting bar meanwhile, and Stop ends the wait."""
+        spec = dataset_spec(self.config.dataset)
+        where = Path(self.config.data_path).name if self.config.data_path else spec.label
+        self.loading.emit(f"opening {where}…", 0, 0)
+        options: dict[str, object] = {}
+        if spec.reports_progress:
+            last = [0.0]
+
+            def progress(done: int, total: int) -> None:
+                if self._stop.is_set():
+                    raise _LoadStopped
+                now = time.perf_counter()
+                if now - last[0] >= EMIT_INTERVAL_S or done >= total:
+                    last[0] = now
+                    self.loading.emit(f"reading {where}: {done:,} of {total:,} images", done, total)
+
+            options["progress"] = progress
+        return load_dataset(self.config.dataset, self.config.data_path, **options)
 
     def _train(self, trainer: Trainer, sample_indices: np.ndarray) -> None:
         while True:

@@ -3,19 +3,30 @@
 from __future__ import annotations
 
 from bvae_desktop.core.data.imageset import ArrayImageSet, Factors, ImageSet, split_indices
-from bvae_desktop.core.data.registry import DatasetSpec, dataset_names, dataset_spec, dataset_specs
+from bvae_desktop.core.data.registry import (
+    DatasetSpec,
+    Detection,
+    dataset_names,
+    dataset_spec,
+    dataset_specs,
+    detect_source,
+    supported_file_filter,
+)
 from bvae_desktop.core.errors import DatasetError, os_reason
 
 __all__ = [
     "ArrayImageSet",
     "DatasetSpec",
+    "Detection",
     "Factors",
     "ImageSet",
     "dataset_names",
     "dataset_spec",
     "dataset_specs",
+    "detect_source",
     "load_dataset",
     "split_indices",
+    "supported_file_filter",
 ]
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import zipfile
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
@@ -17,6 +18,7 @@ import torch
 from bvae_desktop.core.data.imageset import Factors, ImageSet, _free_device_bytes
 from bvae_desktop.core.data.procedural import FACTOR_NAMES
 from bvae_desktop.core.data.registry import DatasetSpec, register
+from bvae_desktop.core.data.sniffing import npz_members, shape_text
 from bvae_desktop.core.errors import DatasetError, os_reason
 
 _CHUNK_IMAGES = 4096  # 16 MB of uint8 per streamed chunk for 64 x 64 images
@@ -71,17 +73,23 @@ class PackedImageSet(ImageSet):
         return self
 
 
-def load_dsprites(path: str | Path, **_options: object) -> PackedImageSet:
-    """Open `dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz` (or a smaller file in the same layout)."""
+Progress = Callable[[int, int], None]  # (images done, images in all)
+
+
+def load_dsprites(path: str | Path, *, progress: Progress | None = None, **_options: object) -> PackedImageSet:
+    """Open `dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz` (or a smaller file in the same layout).
+
+    Unzipping and packing the official file takes seconds: `progress(done, total)` hears of each chunk.
+    """
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"{path}: file not found" if not path.exists() else f"{path}: not a file")
-    packed = _read_packed_images(path)
+    packed = _read_packed_images(path, progress)
     factors = _read_factors(path, len(packed))
     return PackedImageSet(packed, name="dSprites", source=str(path), factors=factors)
 
 
-def _read_packed_images(path: Path) -> np.ndarray:
+def _read_packed_images(path: Path, progress: Progress | None = None) -> np.ndarray:
     """Stream `imgs.npy` out of the zip and pack each chunk, never holding the unpacked array."""
     try:
         with zipfile.ZipFile(path) as archive:
@@ -89,7 +97,7 @@ def _read_packed_images(path: Path) -> np.ndarray:
                 raise DatasetError(f"{path}: no 'imgs' array in the file (is it the dSprites npz?)")
             info = archive.getinfo("imgs.npy")
             with archive.open(info) as member:
-                return _pack_stream(path, member, _member_limit(info))
+                return _pack_stream(path, member, _member_limit(info), progress)
     except zipfile.BadZipFile as exc:
         raise DatasetError(f"{path}: not a readable npz/zip file ({exc})") from exc
     except DatasetError:
@@ -123,7 +131,9 @@ def _read_header(path: Path, member: IO[bytes]) -> tuple[tuple[int, ...], bool, 
     raise DatasetError(f"{path}: 'imgs' uses unsupported .npy format version {version}")
 
 
-def _pack_stream(path: Path, member: IO[bytes], available: int | None = None) -> np.ndarray:
+def _pack_stream(
+    path: Path, member: IO[bytes], available: int | None = None, progress: Progress | None = None
+) -> np.ndarray:
     """`available`: the most bytes the member holds; a header claiming more is refused before allocating."""
     shape, fortran, dtype = _read_header(path, member)
     if len(shape) != 3 or shape[1:] != (64, 64):
@@ -148,6 +158,8 @@ def _pack_stream(path: Path, member: IO[bytes], available: int | None = None) ->
         if chunk.max(initial=0) > 1:
             raise DatasetError(f"{path}: 'imgs' has values other than 0 and 1 (max {chunk.max()})")
         packed[start : start + n] = np.packbits(chunk, axis=-1)
+        if progress is not None:
+            progress(start + n, count)
     return packed
 
 
@@ -222,6 +234,17 @@ def build_factors(names: tuple[str, ...], classes: np.ndarray, values: np.ndarra
     return Factors(names=tuple(names), sizes=sizes, values=tuple(grids), classes=None if canonical else dense)
 
 
+def sniff_dsprites(path: Path) -> str | None:
+    """An npz with an `imgs` stack of 2-D images: the dSprites layout (factors named when present)."""
+    members = npz_members(path) if path.is_file() else None
+    if not members or "imgs" not in members or len(members["imgs"][0]) != 3:
+        return None
+    shape, dtype = members["imgs"]
+    factors = [key for key in ("latents_classes", "latents_values") if key in members]
+    extra = f", with {' and '.join(factors)}" if factors else ", no factors"
+    return f"dSprites npz: imgs {shape_text(shape)} {dtype}{extra}"
+
+
 register(
     DatasetSpec(
         name="dsprites",
@@ -232,5 +255,6 @@ register(
         opener=load_dsprites,
         file_filter="dSprites (*.npz)",
         rank=1,
+        sniff=sniff_dsprites,
     )
 )

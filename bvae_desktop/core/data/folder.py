@@ -131,6 +131,17 @@ def _luminance(arrays: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(arrays.astype(np.float32) @ weights), 0, 255).astype(np.uint8)[..., None]
 
 
+def sniff_folder(path: Path) -> str | None:
+    """A folder with PNG/JPEG images anywhere under it."""
+    if not path.is_dir():
+        return None
+    try:
+        count = len(image_files(path))
+    except DatasetError:
+        return None
+    return f"a folder of {count:,} PNG/JPEG images"
+
+
 register(
     DatasetSpec(
         name="folder",
@@ -140,5 +151,6 @@ register(
         factors=False,
         opener=load_folder,
         rank=4,
+        sniff=sniff_folder,
     )
 )

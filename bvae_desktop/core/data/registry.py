@@ -7,15 +7,18 @@ shapes, config validation and `load_dataset` all read it, so a new source is one
 
 from __future__ import annotations
 
+import inspect
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from bvae_desktop.core.data.imageset import ImageSet
 from bvae_desktop.core.errors import DatasetError
 from bvae_desktop.core.plugins import import_submodules
 
 NEEDS = ("nothing", "file", "folder", "file or folder")
-_NOT_SOURCES = {"imageset", "registry"}
+_NOT_SOURCES = {"imageset", "registry", "sniffing"}
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,14 @@ class DatasetSpec:
     opener: Callable[..., ImageSet]  # opener(path, **options), or opener(**options) when it needs nothing
     file_filter: str = "All files (*)"  # for file dialogs
     rank: int = 100
+    # sniff(path) -> what was found ("MNIST IDX images: 10,000 of 28×28") when the file or folder is in this
+    # source's layout, else None. Reads headers only: the dataset chooser calls every sniffer on a pick.
+    sniff: Callable[[Path], str | None] | None = None
+
+    @property
+    def reports_progress(self) -> bool:
+        """Whether the opener takes `progress(done, total)`: sources that take long to open say how far they are."""
+        return "progress" in inspect.signature(self.opener).parameters
 
     @property
     def needs_path(self) -> bool:
@@ -81,3 +92,45 @@ def dataset_spec(name: str) -> DatasetSpec:
     if spec is None:
         raise DatasetError(f"dataset must be one of {', '.join(dataset_names())}; got {name!r}")
     return spec
+
+
+@dataclass(frozen=True)
+class Detection:
+    """What `detect_source` found: the source that reads the path, and what it saw there."""
+
+    spec: DatasetSpec
+    found: str
+
+
+def detect_source(path: str | Path) -> Detection:
+    """The data source whose layout `path` has (npz keys, HDF5 datasets, IDX magic, image folder).
+
+    Raises DatasetError naming the path, what it holds and what each source looks for when none matches.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DatasetError(f"{path}: no such file or folder")
+    for spec in dataset_specs():
+        if spec.sniff is None:
+            continue
+        try:
+            found = spec.sniff(path)
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile):  # a damaged file: not this layout
+            found = None
+        if found:
+            return Detection(spec, found)
+    from bvae_desktop.core.data.sniffing import describe_contents
+
+    wanted = "; ".join(f"{spec.label}" for spec in dataset_specs() if spec.sniff is not None)
+    raise DatasetError(f"{path}: not a data set this app reads ({describe_contents(path)}). It reads: {wanted}")
+
+
+def supported_file_filter() -> str:
+    """One file-dialog filter line matching every file source's patterns, for File ▸ Open dataset."""
+    patterns: list[str] = []
+    for spec in dataset_specs():
+        if "(" in spec.file_filter and spec.needs != "nothing":
+            for pattern in spec.file_filter.split("(", 1)[1].rstrip(")").split():
+                if pattern != "*" and pattern not in patterns:
+                    patterns.append(pattern)
+    return f"Data sets ({' '.join(patterns)})"
