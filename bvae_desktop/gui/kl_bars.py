@@ -15,9 +15,11 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
+from bvae_desktop.core.latent_activity import ACTIVE_KL, NO_ACTIVE_LATENT
 from bvae_desktop.gui.pg_setup import configure_pyqtgraph
 
-DEFAULT_THRESHOLD = 0.1  # nats
+DEFAULT_THRESHOLD = ACTIVE_KL  # nats
+_WARNING_STYLE = "color: #a04000; font-weight: bold;"
 _ACTIVE_BRUSH = pg.mkBrush("#1f4e9c")
 _INACTIVE_BRUSH = pg.mkBrush("#c4c4c4")
 _TICK_LABEL_PX = 34  # room one "z12" label needs; with less per bar, label every k-th bar
@@ -125,6 +127,7 @@ class KlBarView(QWidget):
             self.plot_item.setXRange(-0.5, 0.5, padding=0)
             self.plot_item.setYRange(0, max(1.0, 2 * self._threshold), padding=0)
             self._summary.setText("KL per dimension: no data yet")
+            self._summary.setStyleSheet("")
             return
         sorted_kl = self._kl[self._order]
         active = sorted_kl > self._threshold
@@ -146,13 +149,16 @@ class KlBarView(QWidget):
             self.plot_item.setYRange(*self._y_range, padding=0)
 
         total = float(np.nansum(self._kl))
-        text = (
-            f"{int(active.sum())} of {n} dimensions active (KL > {self._threshold:g} nats) · total KL {total:.1f} nats"
-        )
+        if active.any():
+            text = f"{int(active.sum())} of {n} dimensions active (KL > {self._threshold:g} nats)"
+        else:  # the decoder ignores every latent: each image decodes to the same blur
+            text = f"{NO_ACTIVE_LATENT} (0 of {n} dimensions above {self._threshold:g} nats)"
+        text += f" · total KL {total:.1f} nats"
         if self._capacity is not None:
             text += f" · target C(t) {self._capacity:.1f} nats"
         if text != self._summary.text():
             self._summary.setText(text)
+            self._summary.setStyleSheet("" if active.any() else _WARNING_STYLE)
 
     def _update_ticks(self) -> None:
         n = len(self._order)

@@ -288,6 +288,17 @@ def test_kl_threshold_is_adjustable(kl_view):
     assert "(KL > 0.6 nats)" in kl_view.summary_text()
 
 
+def test_kl_panel_says_when_no_latent_carries_information(kl_view):
+    from bvae_desktop.core.latent_activity import NO_ACTIVE_LATENT
+
+    kl_view.set_kl([0.001, 0.04, 0.0, 0.02])  # a model a few hundred steps in: every latent collapsed
+    text = kl_view.summary_text()
+    assert text.startswith(NO_ACTIVE_LATENT) and "0 of 4 dimensions above 0.1 nats" in text
+    kl_view.set_kl([0.001, 1.5, 0.0, 0.02])
+    assert NO_ACTIVE_LATENT not in kl_view.summary_text()
+    assert "1 of 4 dimensions active" in kl_view.summary_text()
+
+
 def test_kl_clear(kl_view):
     kl_view.set_kl([1.0, 2.0])
     kl_view.clear()
