@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import zipfile
 import zlib
-from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
 import numpy as np
 import torch
 
-from bvae_desktop.core.data.imageset import Factors, ImageSet, _free_device_bytes
+from bvae_desktop.core.data.imageset import Factors, ImageSet, Progress, _free_device_bytes
 from bvae_desktop.core.data.procedural import FACTOR_NAMES
 from bvae_desktop.core.data.registry import DatasetSpec, register
 from bvae_desktop.core.data.sniffing import npz_members, shape_text
@@ -71,9 +70,6 @@ class PackedImageSet(ImageSet):
             return self
         self._packed = self._packed.to(device)
         return self
-
-
-Progress = Callable[[int, int], None]  # (images done, images in all)
 
 
 def load_dsprites(path: str | Path, *, progress: Progress | None = None, **_options: object) -> PackedImageSet:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+Progress = Callable[[int, int], None]  # progress(images done, images in all), from sources slow to open
 
 
 @dataclass(frozen=True)
