@@ -81,12 +81,24 @@ def cmd_compress(args: argparse.Namespace) -> int:
     if not 1 <= args.quality <= 100:
         raise CodecError(f"--quality must be from 1 to 100; got {args.quality}")
     source = ModelSource.from_checkpoint(resolve_checkpoint(args.checkpoint))
-    converted: list[str] = []
-    images = codec.load_images(args.images, source.image_shape, resize=args.resize, converted=converted)
-    data = codec.compress(source, images, args.quality, resized=bool(converted))
+    inputs = codec.load_inputs(args.images, source.image_shape, args.resize, dataset=source.config.dataset)
+    images = np.stack([f.image for f in inputs])
+    stats = codec.allocation_stats(source, images)
+    alloc = codec.allocation_from_stats(stats, args.quality)
+    data = codec.compress(
+        source,
+        images,
+        args.quality,
+        alloc=alloc,
+        origins=[f.origin for f in inputs],
+        resized=any(f.resized for f in inputs),
+    )
     header = codec.parse_header(data)
     decoded = codec.decompress(source, data, allow_large=True)  # our own file, its images already in memory
     codec.write_bvz(args.output, data)
+    warning = codec.coding_warning(alloc, stats.kl)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
     png = sum(codec.png_size(img) for img in images)
     c, h, w = source.image_shape
     print(
@@ -95,13 +107,29 @@ def cmd_compress(args: argparse.Namespace) -> int:
     )
     print(f"bytes           {len(data)}")
     print(f"bits per pixel  {_bpp(len(data), len(images), source.image_shape):.4f}")
-    print(f"PNG bytes       {png}  (ratio {png / len(data):.2f}x smaller than PNG)")
+    if alloc.bits_per_image == 0:  # a header and nothing else: a ratio would praise a file that stores no image
+        print(f"PNG bytes       {png}  (no ratio: {codec.NOTHING_CODED})")
+    else:
+        print(f"PNG bytes       {png}  (ratio {png / len(data):.2f}x smaller than PNG)")
     print(f"PSNR            {codec.psnr(images, decoded):.2f} dB")
     print(f"SSIM            {codec.ssim(images, decoded):.4f}")
     print(f"allocation      {header.alloc.describe()}")
-    if converted:
-        print(f"resized         {len(converted)} image(s) to {w}x{h}x{c} (PSNR/SSIM are against the resized images)")
+    for note, count in _notes(inputs).items():
+        print(f"fitted          {count} image(s) {note} to {w}x{h}x{c}")
+    if any(f.changed for f in inputs):
+        print(
+            "                (PSNR/SSIM are against the images as the model takes them; decompress restores their sizes)"
+        )
     return 0
+
+
+def _notes(inputs: Sequence[Any]) -> dict[str, int]:
+    """How many images had each kind of fitting ("padded from 28x28 as in MNIST training": 3), in first-seen order."""
+    counts: dict[str, int] = {}
+    for fitted in inputs:
+        if fitted.note:
+            counts[fitted.note] = counts.get(fitted.note, 0) + 1
+    return counts
 
 
 def cmd_decompress(args: argparse.Namespace) -> int:
@@ -114,16 +142,23 @@ def cmd_decompress(args: argparse.Namespace) -> int:
     source = ModelSource.from_checkpoint(resolve_checkpoint(args.checkpoint), load_data=False)
     codec.check_model(header, source, name=args.input)  # "another model" first: --allow-large would not help
     _check_size(header, len(data), args)
-    # decoded and written in batches: the memory needed is the codes', not the images'
+    # decoded, given back their original sizes and written in batches: the memory needed is the codes', not the images'
     _, codes = codec.decode_codes(source, data, name=args.input, allow_large=True, images_in_memory=False)
-    batch = 256
+    batch = codec.DECODE_BATCH
     written = codec.write_png_folder(
-        args.output, (source.decode(codes[start : start + batch]) for start in range(0, len(codes), batch))
+        args.output,
+        (
+            codec.restore_images(header, source.decode(codes[start : start + batch]), start)
+            for start in range(0, len(codes), batch)
+        ),
+        names=codec.output_names(header),
     )
     print(f"wrote {written} PNG(s) to {args.output}")
     print(f"bytes           {len(data)}")
     print(f"bits per pixel  {_bpp(len(data), header.count, header.image_shape):.4f}")
     print(f"images          {header.count}")
+    if header.fitted_count():
+        print(f"restored        {header.fitted_count()} image(s) to their original sizes")
     return 0
 
 
@@ -400,6 +435,9 @@ def cmd_rd(args: argparse.Namespace) -> int:
     images, described = held_out_images(source, args.data, args.count, args.seed)
     reference = codec.reference_images(source) if source.dataset is not None else images
     stats = codec.latent_stats(source, reference)
+    warning = codec.coding_warning(codec.allocation_from_stats(stats, max(qualities)), stats.kl)
+    if warning:  # every quality codes nothing: the table's sizes are headers, its ratios no achievement
+        print(f"warning: {warning}", file=sys.stderr)
     points, _ = rate_distortion(source, images, qualities, stats=stats)
     try:
         args.out.mkdir(parents=True, exist_ok=True)

@@ -38,9 +38,11 @@ def add_traverse_parser(commands: Any) -> argparse.ArgumentParser:
 
 
 def cmd_traverse(args: argparse.Namespace) -> int:
+    from bvae_desktop.core.image_input import load_image
+    from bvae_desktop.core.latent_activity import activity_warning
     from bvae_desktop.core.model_source import ModelSource
     from bvae_desktop.core.model_zoo import resolve_checkpoint
-    from bvae_desktop.core.traversal import load_image_file, render_gif, render_grid_png, traversal_values, traverse
+    from bvae_desktop.core.traversal import render_gif, render_grid_png, traversal_values, traverse
 
     try:
         traversal_values(args.range_, args.steps)
@@ -50,10 +52,18 @@ def cmd_traverse(args: argparse.Namespace) -> int:
     if source.dataset is None:
         reason = f" ({source.dataset_error})" if source.dataset_error else ""
         print(f"training data not available{reason}: rows keep index order, no KL or factor labels", file=sys.stderr)
-    image = load_image_file(args.image, source.image_shape) if args.image is not None else None
     if args.points < 1:
         raise BvaeError(f"--points must be at least 1; got {args.points}")
+    image = None
+    if args.image is not None:  # prepared as the model's own data was: an MNIST digit padded, not stretched
+        fitted = load_image(args.image, source.image_shape, source.config.dataset)
+        image = fitted.image
+        if fitted.note:
+            print(f"reference image {args.image}: {fitted.note}", file=sys.stderr)
     result = traverse(source, image, range_=args.range_, steps=args.steps, points=args.points)
+    warning = activity_warning(result.kl)
+    if warning:  # the grid is the same blur in every cell: say why rather than leave it to be puzzled over
+        print(f"warning: {warning}", file=sys.stderr)
     labels = None if args.no_labels else result.row_labels()
     try:
         render_grid_png(result.grid, args.out, row_labels=labels)

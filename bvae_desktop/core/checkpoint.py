@@ -205,7 +205,12 @@ def _to_cpu(value: Any) -> Any:
 
 # what torch's weights_only unpickler says when a file asks it to import or call something; the wording
 # and case change between torch versions ("Unsupported global: GLOBAL x", "unsupported GLOBAL x whose module")
-_CODE_MARKERS = ("unsupported global", "call reduce for unrecognized function", "can only create new object", "can only build")
+_CODE_MARKERS = (
+    "unsupported global",
+    "call reduce for unrecognized function",
+    "can only create new object",
+    "can only build",
+)
 
 
 def _holds_code(exc: BaseException) -> bool:

@@ -28,13 +28,13 @@ with zero bits): ceil(n · Σ bits_k / 8) bytes. Then optionally entropy coded (
 level 9; 2: raw LZMA2 stream, preset 9 | extreme, 1 MiB dictionary, no container);
 `compress(method="auto")` keeps whichever is shortest, raw bits included.
 
-File format `.bvz` (version 1), all integers little-endian:
+File format `.bvz` (version 2), all integers little-endian:
 
 | offset      | size   | field                                                          |
 |-------------|--------|----------------------------------------------------------------|
-| 0           | 4      | magic `b"BVZ1"`                                                |
-| 4           | 1      | version, u8 = 1                                                |
-| 5           | 1      | flags, u8: bit 0 = images were resized to fit the model; others 0 |
+| 0           | 4      | magic `b"BVZ1"` (the same in every version)                    |
+| 4           | 1      | version, u8 = 2                                                |
+| 5           | 1      | flags, u8: bit 0 = some image was resized or converted to fit the model; others 0 |
 | 6           | 32     | model fingerprint: raw SHA-256 of the weights (`ModelSource.fingerprint`) |
 | 38          | 1      | channels C, u8 (1 or 3)                                        |
 | 39          | 2      | height H, u16                                                  |
@@ -45,17 +45,32 @@ File format `.bvz` (version 1), all integers little-endian:
 | 50          | 9·D    | allocation, per dimension: bits u8 (0..16), low f32, high f32  |
 | 50+9D       | 1      | payload method, u8: 0 raw bits, 1 zlib, 2 LZMA2 (raw stream)   |
 | 51+9D       | 4      | payload length L, u32                                          |
-| 55+9D       | L      | payload                                                        |
-| 55+9D+L     | 4      | CRC-32 (zlib.crc32), u32, over every byte before it           |
+| 55+9D       | 4      | image table length T, u32                                      |
+| 59+9D       | L      | payload                                                        |
+| 59+9D+L     | T      | image table: per image, in payload order, 6 + k bytes (below)  |
+| 59+9D+L+T   | 4      | CRC-32 (zlib.crc32), u32, over every byte before it           |
 
-The file is exactly 59 + 9·D + L bytes. A reader checks the length and the CRC before it trusts
-any field, then the magic, the version, that the payload length matches, that n ≥ 1, that every
+An image table entry: original height u16, original width u16, fit u8 (0 as is: the original had
+the model's size; 1 padded: the original sits centred in the model's frame, its top-left corner at
+((H − h) // 2, (W − w) // 2), as a data set's own transform pads it (MNIST's 28x28 digits); 2 resized),
+name length k u8 (0..255), then k bytes of the image file's name in UTF-8 (k = 0: no name). A name is a
+name, never a path: no `/`, `\\`, NUL or other control character, not `.` or `..`. Decoding gives
+each image back at its original size (`restore_images`: the border cropped off, or resized back) and
+`bvae decompress` writes it under its own name (made safe and unique: `output_names`).
+
+The file is exactly 63 + 9·D + L + T bytes, and T is at least 6·n. Version 1 (still read) has no
+image table and no T field: 59 + 9·D + L bytes, the payload at 55+9D; its images come back at the
+model's size as img_0000.png, ...
+
+A reader checks the length and the CRC before it trusts any field, then the magic, the version, that the
+payload and table lengths match, that n ≥ 1 and the table holds n well-formed entries, that every
 range is finite with low ≤ high (low < high where coded), the fingerprint against the model in
 hand, and that the unpacked payload has exactly the expected number of bytes. A CRC proves only
-that the file is as written, not that it is sane: a 149-byte file can declare 2^21 images of
-0 bits each. So before decoding, `check_expansion` wants `allow_large` for a file past
-`LARGE_IMAGE_COUNT` images, `LARGE_DECODED_BYTES` of pixels or `LARGE_RATIO` times its own size,
-and refuses one whose decoding needs more memory than the machine has available.
+that the file is as written, not that it is sane: a 149-byte version 1 file can declare 2^21 images of
+0 bits each, and a version 2 entry can declare a 65535x65535 original. So before decoding,
+`check_expansion` wants `allow_large` for a file past `LARGE_IMAGE_COUNT` images, `LARGE_DECODED_BYTES`
+of pixels (at their original sizes) or `LARGE_RATIO` times its own size, and refuses one whose decoding
+needs more memory than the machine has available.
 """
 
 from __future__ import annotations
@@ -69,26 +84,41 @@ import struct
 import tempfile
 import zlib
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from bvae_desktop.core.atomic import atomic_write_bytes, new_folder_mode
-from bvae_desktop.core.errors import CodecError, os_reason
+from bvae_desktop.core.errors import CodecError, DatasetError, os_reason
+from bvae_desktop.core.image_input import (
+    FIT_AS_IS,
+    FIT_PADDED,
+    FITS,
+    Fitted,
+    Origin,
+    fit_image,
+    load_image,
+    restore,
+)
+from bvae_desktop.core.latent_activity import ACTIVE_KL, activity_warning
 from bvae_desktop.core.machine import available_memory_bytes, format_bytes
 
 if TYPE_CHECKING:
     from bvae_desktop.core.model_source import ModelSource
 
 MAGIC = b"BVZ1"
-VERSION = 1
+VERSION = 2  # written; READ_VERSIONS are read
+READ_VERSIONS = (1, 2)
 FLAG_RESIZED = 0x01
+MAX_NAME_BYTES = 255
+# said wherever the codec's figures would otherwise read as an achievement (the Compress tab, `bvae compress`)
+NOTHING_CODED = "no latent dimension is coded: every image decodes to the same picture"
 METHOD_RAW, METHOD_ZLIB, METHOD_LZMA = 0, 1, 2
 METHOD_NAMES = {METHOD_RAW: "raw", METHOD_ZLIB: "zlib", METHOD_LZMA: "lzma"}
 MAX_BITS = 16
-MIN_KL = 0.1
+MIN_KL = ACTIVE_KL
 MAX_SIGMA = 0.98
 MIN_SPREAD = 0.5  # std of the means over the posterior σ
 RANGE_STDS = 4.0
@@ -105,11 +135,15 @@ _DECODER_WORKSPACE = 64 << 20  # one batch of 256 images through the decoder's l
 
 _FIXED = struct.Struct("<4sBB32sBHHIHB")  # 50 bytes, up to the allocation
 _DIM = struct.Struct("<Bff")  # 9 bytes per latent dimension
-_TAIL = struct.Struct("<BI")  # method, payload length
+_TAIL = struct.Struct("<BI")  # method, payload length (version 1)
+_TAIL2 = struct.Struct("<BII")  # method, payload length, image table length (version 2)
+_ENTRY = struct.Struct("<HHBB")  # original height, width, fit, name length; then the name
+_ENTRY_DTYPE = np.dtype([("height", "<u2"), ("width", "<u2"), ("fit", "u1"), ("name_length", "u1")])
 _CRC = struct.Struct("<I")
 # a 1 MiB dictionary: preset 9 alone allocates ~700 MB per call (70 ms) for payloads of a few hundred bytes
 _LZMA_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME, "dict_size": 1 << 20}]
-MIN_FILE_SIZE = _FIXED.size + _TAIL.size + _CRC.size
+MIN_FILE_SIZE = _FIXED.size + _TAIL.size + _CRC.size  # a version 1 file with D = 0; version 2 needs 4 more
+_MAX_SIDE = 0xFFFF
 
 
 # ---------------------------------------------------------------- allocation
@@ -373,6 +407,10 @@ class BvzHeader:
     method: int
     payload_offset: int
     payload_length: int
+    # version 2: per image its original (height, width) and fit code (index into FITS); None in version 1
+    origin_sizes: np.ndarray | None = field(default=None, compare=False)  # (n, 2) int64
+    origin_fits: np.ndarray | None = field(default=None, compare=False)  # (n,) uint8
+    names: dict[int, str] = field(default_factory=dict)  # image index -> file name, only the images that have one
 
     @property
     def latent_dim(self) -> int:
@@ -386,9 +424,73 @@ class BvzHeader:
     def resized(self) -> bool:
         return bool(self.flags & FLAG_RESIZED)
 
+    def origin(self, index: int) -> Origin:
+        """Image `index`'s original size, fit and name (version 1: the model's size, as is, no name)."""
+        name = self.names.get(index, "")
+        if self.origin_sizes is None or self.origin_fits is None:
+            return Origin(self.height, self.width, FIT_AS_IS, name)
+        height, width = (int(v) for v in self.origin_sizes[index])
+        return Origin(height, width, FITS[int(self.origin_fits[index])], name)
+
+    def decoded_pixels(self) -> int:
+        """Pixel values of every image at its original size (what decoding gives back)."""
+        if self.origin_sizes is None:
+            return self.count * self.channels * self.height * self.width
+        return self.channels * int(np.prod(self.origin_sizes, axis=1, dtype=np.int64).sum())
+
+    def fitted_count(self) -> int:
+        """Images that were padded or resized to fit the model (decoding gives them back at their own size)."""
+        if self.origin_fits is None:
+            return 0
+        return int((self.origin_fits != FITS.index(FIT_AS_IS)).sum())
+
+    def restored_pixels(self) -> tuple[int, int]:
+        """Pixel values of the images given back at another size than the model's (new arrays), in all and
+        of the largest one: (0, 0) for a version 1 file or one whose images are all as is."""
+        if self.origin_sizes is None or self.origin_fits is None:
+            return 0, 0
+        moved = np.prod(self.origin_sizes, axis=1, dtype=np.int64)[self.origin_fits != FITS.index(FIT_AS_IS)]
+        return self.channels * int(moved.sum()), self.channels * int(moved.max(initial=0))
+
 
 def _prefix(name: str | os.PathLike[str] | None) -> str:
     return f"{name}: " if name is not None else ""
+
+
+_FORBIDDEN_IN_NAMES = frozenset("/\\\0") | frozenset(chr(c) for c in (*range(32), 127))
+
+
+def name_problem(name: str) -> str | None:
+    """Why `name` cannot be an image's name in a .bvz (a path, a control character, `.`/`..`), or None."""
+    bad = sorted({c for c in name if c in _FORBIDDEN_IN_NAMES})
+    if bad:
+        return f"it holds {', '.join(repr(c) for c in bad)}: a name must not be a path"
+    if name and set(name) == {"."}:
+        return f"{name!r} is not a file name"
+    return None
+
+
+def storable_name(name: str) -> str:
+    """A file's name as a .bvz can hold it: forbidden characters as "_", at most 255 UTF-8 bytes (suffix kept)."""
+    text = "".join("_" if c in _FORBIDDEN_IN_NAMES else c for c in str(name))
+    text = text.encode("utf-8", "replace").decode("utf-8")  # undecodable file-system bytes become "?"
+    if set(text) <= {"."}:
+        return ""
+    if len(text.encode("utf-8")) > MAX_NAME_BYTES:
+        stem, dot, suffix = text.rpartition(".")
+        suffix = f".{suffix}" if dot and stem and len(suffix.encode("utf-8")) < 16 else ""
+        room = MAX_NAME_BYTES - len(suffix.encode("utf-8"))
+        text = (text[: -len(suffix)] if suffix else text).encode("utf-8")[:room].decode("utf-8", "ignore") + suffix
+    return text
+
+
+def _entry_bytes(origin: Origin) -> bytes:
+    encoded = storable_name(origin.name).encode("utf-8")
+    if not (1 <= origin.height <= _MAX_SIDE and 1 <= origin.width <= _MAX_SIDE):
+        raise CodecError(
+            f"{origin.name or 'an image'}: {origin.width}x{origin.height} is too large to record (at most {_MAX_SIDE} a side)"
+        )
+    return _ENTRY.pack(origin.height, origin.width, FITS.index(origin.fit), len(encoded)) + encoded
 
 
 def build_file(
@@ -402,8 +504,11 @@ def build_file(
     method: int | str = "auto",
     flags: int = 0,
     version: int = VERSION,
+    origins: Sequence[Origin] | None = None,
 ) -> bytes:
-    """Assemble a .bvz file from its parts; `method` "auto" keeps the shortest payload encoding."""
+    """Assemble a .bvz file from its parts; `method` "auto" keeps the shortest payload encoding.
+    `origins`: each image's original size, fit and name (default: the model's size, as is, no name);
+    `version` 1 writes the old layout, which has no room for them."""
     if method == "auto":
         candidates = [(m, _encode_payload(raw_payload, m)) for m in (METHOD_RAW, METHOD_ZLIB, METHOD_LZMA)]
         method, payload = min(candidates, key=lambda item: (len(item[1]), item[0]))
@@ -418,7 +523,18 @@ def build_file(
     dims = b"".join(
         _DIM.pack(int(b), float(lo), float(hi)) for b, lo, hi in zip(alloc.bits, alloc.low, alloc.high, strict=True)
     )
-    body = head + dims + _TAIL.pack(int(method), len(payload)) + payload
+    if version == 1:
+        if origins is not None:
+            raise CodecError("a version 1 .bvz has no room for the images' names and sizes")
+        body = head + dims + _TAIL.pack(int(method), len(payload)) + payload
+    else:
+        if origins is None:
+            table = _ENTRY.pack(height, width, FITS.index(FIT_AS_IS), 0) * count
+        elif len(origins) != count:
+            raise CodecError(f"{len(origins)} image records for {count} images")
+        else:
+            table = b"".join(_entry_bytes(origin) for origin in origins)
+        body = head + dims + _TAIL2.pack(int(method), len(payload), len(table)) + payload + table
     return body + _CRC.pack(zlib.crc32(body))
 
 
@@ -438,17 +554,27 @@ def parse_header(data: bytes, *, name: str | os.PathLike[str] | None = None) -> 
     magic, version, flags, fp, channels, height, width, count, latent_dim, quality = _FIXED.unpack_from(data, 0)
     if magic != MAGIC:
         raise CodecError(f"{where}not a .bvz file (no BVZ1 magic)")
-    if version != VERSION:
-        raise CodecError(f"{where}unsupported .bvz version {version} (this program reads version {VERSION})")
-    tail_at = _FIXED.size + _DIM.size * latent_dim
-    if len(data) < tail_at + _TAIL.size + _CRC.size:
-        raise CodecError(f"{where}malformed .bvz file: too short for {latent_dim} latent dimensions")
-    method, payload_length = _TAIL.unpack_from(data, tail_at)
-    payload_offset = tail_at + _TAIL.size
-    if payload_offset + payload_length + _CRC.size != len(data):
+    if version not in READ_VERSIONS:
         raise CodecError(
-            f"{where}malformed .bvz file: the header declares a {payload_length}-byte payload, "
-            f"the file holds {len(data) - payload_offset - _CRC.size}"
+            f"{where}unsupported .bvz version {version} (this program reads versions "
+            f"{', '.join(map(str, READ_VERSIONS))})"
+        )
+    tail = _TAIL if version == 1 else _TAIL2
+    tail_at = _FIXED.size + _DIM.size * latent_dim
+    if len(data) < tail_at + tail.size + _CRC.size:
+        raise CodecError(f"{where}malformed .bvz file: too short for {latent_dim} latent dimensions")
+    if version == 1:
+        method, payload_length = _TAIL.unpack_from(data, tail_at)
+        table_length = 0
+    else:
+        method, payload_length, table_length = _TAIL2.unpack_from(data, tail_at)
+    payload_offset = tail_at + tail.size
+    if payload_offset + payload_length + table_length + _CRC.size != len(data):
+        held = len(data) - payload_offset - _CRC.size
+        raise CodecError(
+            f"{where}malformed .bvz file: the header declares a {payload_length}-byte payload"
+            + (f" and a {table_length}-byte image table" if version > 1 else "")
+            + f", the file holds {held}"
         )
     if method not in METHOD_NAMES:
         raise CodecError(f"{where}malformed .bvz file: unknown payload method {method}")
@@ -469,7 +595,7 @@ def parse_header(data: bytes, *, name: str | os.PathLike[str] | None = None) -> 
         alloc = BitAllocation(dims[:, 0].astype(np.uint8), dims[:, 1], dims[:, 2])
     except CodecError as exc:
         raise CodecError(f"{where}malformed .bvz file: {exc}") from exc
-    return BvzHeader(
+    header = BvzHeader(
         version=version,
         flags=flags,
         fingerprint=fp.hex(),
@@ -483,30 +609,115 @@ def parse_header(data: bytes, *, name: str | os.PathLike[str] | None = None) -> 
         payload_offset=payload_offset,
         payload_length=payload_length,
     )
+    if version == 1:
+        return header
+    try:
+        sizes, fits, names = _parse_table(data, payload_offset + payload_length, table_length, header)
+    except CodecError as exc:
+        raise CodecError(f"{where}malformed .bvz file: {exc}") from exc
+    return replace(header, origin_sizes=sizes, origin_fits=fits, names=names)
 
 
-def fit_images(images: np.ndarray, shape: tuple[int, int, int], *, resize: bool) -> tuple[np.ndarray, bool]:
-    """Check (n, C, H, W) uint8 images against the model's shape; resize/convert them when `resize`."""
+def _parse_table(
+    data: bytes, offset: int, length: int, header: BvzHeader
+) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
+    """The image table: n entries of 6 + k bytes, every field checked against the bytes there and the model's size."""
+    count = header.count
+    if length < _ENTRY.size * count:
+        raise CodecError(f"the image table holds {length} bytes; {count} images need at least {_ENTRY.size * count}")
+    names: dict[int, str] = {}
+    if length == _ENTRY.size * count:  # no names: read the table in one go
+        table = np.frombuffer(data, dtype=_ENTRY_DTYPE, count=count, offset=offset)
+        if table["name_length"].any():
+            raise CodecError("the image table is shorter than its names")
+        heights, widths, fits = table["height"], table["width"], table["fit"]
+    else:
+        heights = np.empty(count, np.int64)
+        widths = np.empty(count, np.int64)
+        fits = np.empty(count, np.uint8)
+        at, end = offset, offset + length
+        for i in range(count):
+            if at + _ENTRY.size > end:
+                raise CodecError(f"the image table ends inside image {i}'s entry")
+            heights[i], widths[i], fits[i], size = _ENTRY.unpack_from(data, at)
+            at += _ENTRY.size
+            if at + size > end:
+                raise CodecError(f"the image table ends inside image {i}'s name")
+            if size:
+                names[i] = _read_name(data[at : at + size], i)
+            at += size
+        if at != end:
+            raise CodecError(f"the image table has {end - at} bytes after its {count} entries")
+    sizes = np.stack([np.asarray(heights, np.int64), np.asarray(widths, np.int64)], axis=1)
+    fits = np.asarray(fits, np.uint8)
+    _check_origins(sizes, fits, header)
+    return sizes, fits, names
+
+
+def _read_name(raw: bytes, index: int) -> str:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CodecError(f"image {index}'s name is not UTF-8 ({exc.reason})") from None
+    problem = name_problem(text)
+    if problem is not None:
+        raise CodecError(f"image {index}'s name {text[:40]!r}: {problem}")
+    return text
+
+
+def _check_origins(sizes: np.ndarray, fits: np.ndarray, header: BvzHeader) -> None:
+    """Each fit code known, sides ≥ 1, "as is" at the model's size and "padded" inside it."""
+    height, width = sizes[:, 0], sizes[:, 1]
+    problems = (
+        (fits >= len(FITS), lambda i: f"unknown fit {int(fits[i])}"),
+        ((height == 0) | (width == 0), lambda i: f"an original size of {int(width[i])}x{int(height[i])}"),
+        (
+            (fits == FITS.index(FIT_AS_IS)) & ((height != header.height) | (width != header.width)),
+            lambda i: f"{int(width[i])}x{int(height[i])} 'as is' for a {header.width}x{header.height} model",
+        ),
+        (
+            (fits == FITS.index(FIT_PADDED)) & ((height > header.height) | (width > header.width)),
+            lambda i: f"{int(width[i])}x{int(height[i])} 'padded' into a smaller {header.width}x{header.height} frame",
+        ),
+    )
+    for bad, say in problems:
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise CodecError(f"image {i}: {say(i)}")
+
+
+def fit_images(
+    images: np.ndarray, shape: tuple[int, int, int], *, resize: bool, dataset: str | None = None
+) -> tuple[np.ndarray, list[Origin], bool]:
+    """(n, C, h, w) uint8 images as a model taking `shape` (trained on `dataset`) needs them: as they are when
+    they fit, padded as the data set's own images are, or (with `resize`) resized/converted. Returns the images,
+    each one's origin, and whether any was resized or converted."""
     images = np.asarray(images)
     if images.ndim == 3:
         images = images[:, None]
     if images.ndim != 4 or images.dtype != np.uint8:
         raise CodecError(f"images must be uint8 shaped (n, C, H, W); got {images.dtype} {images.shape}")
     if tuple(images.shape[1:]) == tuple(shape):
-        return images, False
-    if not resize:
-        c, h, w = images.shape[1:]
-        raise CodecError(
-            f"images are {w}x{h} with {c} channel(s); the model takes {shape[2]}x{shape[1]} with {shape[0]} "
-            "channel(s) (use --resize / resize=True to convert them)"
-        )
-    from PIL import Image
+        return images, [Origin(shape[1], shape[2])] * len(images), False
+    try:
+        fitted = [fit_image(img, shape, dataset, resize=resize, what=f"image {i}") for i, img in enumerate(images)]
+    except DatasetError as exc:
+        raise CodecError(str(exc)) from exc
+    out = np.stack([f.image for f in fitted]) if fitted else np.empty((0, *shape), np.uint8)
+    return out, [f.origin for f in fitted], any(f.resized for f in fitted)
 
-    out = np.empty((len(images), *shape), dtype=np.uint8)
-    for i, img in enumerate(images):
-        pil = Image.fromarray(img[0] if img.shape[0] == 1 else np.moveaxis(img[:3], 0, -1))
-        out[i] = _pil_to_array(pil, shape, resize=True, name=f"image {i}")
-    return out, True
+
+def allocation_stats(source: ModelSource, images: np.ndarray) -> LatentStats:
+    """Encoder statistics for the bit allocation: on the model's validation data, or on `images` without it."""
+    return latent_stats(source, None if reference_images(source, 1) is not None else np.asarray(images))
+
+
+def coding_warning(alloc: BitAllocation, kl: Sequence[float] | np.ndarray | None) -> str | None:
+    """What to say instead of a compression ratio: nothing is coded (every image decodes alike), and why."""
+    inactive = activity_warning(kl)
+    if alloc.bits_per_image > 0:
+        return inactive
+    return NOTHING_CODED + (f"; {inactive}" if inactive else "")
 
 
 def compress(
@@ -518,19 +729,29 @@ def compress(
     alloc: BitAllocation | None = None,
     method: int | str = "auto",
     resized: bool = False,
+    origins: Sequence[Origin] | None = None,
 ) -> bytes:
     """uint8 images (n, C, H, W) -> a .bvz file (bytes). The allocation comes from the model's validation
-    data (or, without data, from `images`) unless given. `resized`: the caller already resized the images (sets
-    the file's flag, as `resize` does when it has to convert any)."""
+    data (or, without data, from `images`) unless given. Images of the model's data set's raw form (a 28x28
+    digit for an MNIST model) are padded as in training; others of another size need `resize`.
+    `origins`: the images' original sizes, fits and names (from `load_inputs`) when they already fit the
+    model. `resized`: the caller already resized some (sets the file's flag, as `resize` does)."""
     quality = _check_quality(quality)
-    images, did_resize = fit_images(images, source.image_shape, resize=resize)
+    images, fitted_origins, did_resize = fit_images(
+        images, source.image_shape, resize=resize, dataset=source.config.dataset
+    )
+    if origins is not None:
+        if did_resize or any(o.fit != FIT_AS_IS for o in fitted_origins):
+            raise CodecError("origins are for images that already fit the model")
+        if len(origins) != len(images):
+            raise CodecError(f"{len(origins)} image records for {len(images)} images")
+        fitted_origins = list(origins)
     if len(images) == 0:
         raise CodecError("nothing to compress: no images")
     if len(images) >= 2**32:
         raise CodecError("too many images for one .bvz file")
     if alloc is None:
-        use = None if reference_images(source, 1) is not None else images
-        alloc = allocate(source, quality, use)
+        alloc = allocation_from_stats(allocation_stats(source, images), quality)
     if alloc.latent_dim != source.latent_dim:
         raise CodecError(f"the allocation has {alloc.latent_dim} dimensions; the model has {source.latent_dim}")
     means, _ = source.encode(images)
@@ -544,6 +765,7 @@ def compress(
         raw,
         method=method,
         flags=FLAG_RESIZED if (resized or did_resize) else 0,
+        origins=fitted_origins,
     )
 
 
@@ -585,18 +807,25 @@ class LargeFileError(CodecError):
         self.reason = reason
 
 
+DECODE_BATCH = 256  # images decoded (and restored, and written) at a time when not all in memory
+
+
 def decoded_bytes(header: BvzHeader) -> int:
-    """Bytes of the uint8 images the file decodes to."""
-    return header.count * header.channels * header.height * header.width
+    """Bytes of the uint8 images the file decodes to, at their original sizes."""
+    return header.decoded_pixels()
 
 
 def decode_memory_bytes(header: BvzHeader, *, images_in_memory: bool = True) -> int:
     """Peak memory of decoding, roughly: unpacked bits (5 B per bit), symbols and codes (24 B per latent),
-    and, unless decoded in batches, the images twice (the batches, then their concatenation)."""
+    and, unless decoded in batches, the images twice (the batches, then their concatenation); plus the images
+    given back at another size (`restore_images`): all of them, or in batches one batch's worth."""
     per_image = 5 * header.alloc.bits_per_image + 24 * header.latent_dim
+    restored, largest = header.restored_pixels()
     if images_in_memory:
         per_image += 2 * header.channels * header.height * header.width
-    return header.count * per_image + header.payload_length + _DECODER_WORKSPACE
+    else:
+        restored = min(header.count, DECODE_BATCH) * largest
+    return header.count * per_image + restored + header.payload_length + _DECODER_WORKSPACE
 
 
 def large_reason(header: BvzHeader, file_size: int) -> str | None:
@@ -664,12 +893,60 @@ def decompress(
 def png_bytes_bound(header: BvzHeader) -> int:
     """Disk space the decoded PNGs can take: raw pixels plus a row filter byte and chunk overhead per image,
     each file rounded up to 4 KiB blocks (PNG of decoded images is usually far smaller)."""
-    per_file = header.channels * header.height * header.width + header.height + 512
-    return header.count * (-(-per_file // 4096) * 4096)
+    if header.origin_sizes is None:
+        sizes = np.array([[header.height, header.width]], np.int64).repeat(header.count, axis=0)
+    else:
+        sizes = header.origin_sizes.astype(np.int64)
+    per_file = header.channels * sizes[:, 0] * sizes[:, 1] + sizes[:, 0] + 512
+    return int((-(-per_file // 4096) * 4096).sum())
 
 
-def write_png_folder(folder: str | os.PathLike[str], batches: Iterable[np.ndarray]) -> int:
-    """Write img_0000.png, ... into `folder` from batches of (n, C, H, W) uint8 images; return how many.
+def restore_images(header: BvzHeader, images: np.ndarray, start: int = 0) -> list[np.ndarray]:
+    """Decoded model-sized images `start`, `start + 1`, ... given back at their original sizes (the padding
+    cropped off, resized images resized back); a version 1 file's stay as they are."""
+    if header.origin_sizes is None:
+        return list(images)
+    return [restore(image, header.origin(start + i)) for i, image in enumerate(images)]
+
+
+_WINDOWS_UNSAFE = frozenset('<>:"|?*')
+_WINDOWS_DEVICES = frozenset(
+    ["CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)), *(f"LPT{i}" for i in range(1, 10))]
+)
+_MAX_STEM_BYTES = 200  # room for "-12345.png" within any file system's 255
+
+
+def output_names(header: BvzHeader) -> list[str]:
+    """A PNG file name per image: its own name's stem (made safe on every system) + ".png", or img_0000.png
+    for an image without one; clashes (also by case, for Windows and macOS) get "-1", "-2", ..."""
+    names, taken = [], set()
+    for i in range(header.count):
+        stem = _safe_stem(header.names.get(i, "")) or f"img_{i:04d}"
+        candidate, k = f"{stem}.png", 0
+        while candidate.casefold() in taken:
+            k += 1
+            candidate = f"{stem}-{k}.png"
+        taken.add(candidate.casefold())
+        names.append(candidate)
+    return names
+
+
+def _safe_stem(name: str) -> str:
+    """The name without its suffix; characters Windows refuses as "_"; no leading dots (hidden files), no
+    trailing dots or spaces; a device name (CON, NUL, ...) gets a leading "_"."""
+    stem = Path(name).stem if "." in name.lstrip(".") else name
+    stem = "".join("_" if c in _WINDOWS_UNSAFE or c in _FORBIDDEN_IN_NAMES else c for c in stem)
+    stem = stem.lstrip(".").rstrip(". ")
+    if stem.split(".")[0].upper() in _WINDOWS_DEVICES:
+        stem = "_" + stem
+    return stem.encode("utf-8")[:_MAX_STEM_BYTES].decode("utf-8", "ignore")
+
+
+def write_png_folder(
+    folder: str | os.PathLike[str], batches: Iterable[Iterable[np.ndarray]], names: Sequence[str] | None = None
+) -> int:
+    """Write img_0000.png, ... (or `names`, plain file names) into `folder` from batches of uint8 (C, H, W)
+    images (arrays (n, C, H, W) or lists of images of any sizes); return how many.
 
     All or nothing: the PNGs are written into a hidden staging folder (beside a new `folder`, inside an
     existing one) and moved in at the end; any failure (a full disk, Ctrl-C) removes what was written.
@@ -688,7 +965,10 @@ def write_png_folder(folder: str | os.PathLike[str], batches: Iterable[np.ndarra
         count = 0
         for batch in batches:
             for image in batch:
-                _to_pil(image).save(stage / f"img_{count:04d}.png", format="PNG")  # type: ignore[attr-defined]
+                file_name = f"img_{count:04d}.png" if names is None else names[count]
+                if Path(file_name).name != file_name or name_problem(file_name) is not None:
+                    raise CodecError(f"{file_name!r} is not a plain file name")
+                _to_pil(image).save(stage / file_name, format="PNG")  # type: ignore[attr-defined]
                 count += 1
         _move_in(stage, target, existed)
     except OSError as exc:
@@ -729,41 +1009,22 @@ def read_bvz(path: str | os.PathLike[str]) -> bytes:
 # ---------------------------------------------------------------- images
 
 
-def _is_grey(pil: object) -> bool:
-    mode = pil.mode  # type: ignore[attr-defined]
-    return mode in ("1", "L", "LA", "I", "I;16", "F") or (mode == "P" and _grey_palette(pil))
-
-
-def _fits(pil: object, shape: tuple[int, int, int]) -> bool:
-    channels, height, width = shape
-    return (channels == 1) == _is_grey(pil) and pil.size == (width, height)  # type: ignore[attr-defined]
-
-
-def _pil_to_array(pil: object, shape: tuple[int, int, int], *, resize: bool, name: str) -> np.ndarray:
-    from PIL import Image
-
-    assert isinstance(pil, Image.Image)
-    channels, height, width = shape
-    grey = _is_grey(pil)
-    if not resize and not _fits(pil, shape):
-        raise CodecError(
-            f"{name}: image is {pil.size[0]}x{pil.size[1]} {'grey' if grey else 'colour'}; the model takes "
-            f"{width}x{height} with {channels} channel(s) (use --resize to convert it)"
-        )
-    if pil.mode in ("I", "I;16", "F"):
-        arr = np.asarray(pil, dtype=np.float64)
-        top = 65535.0 if arr.max() > 255 else 255.0
-        pil = Image.fromarray(np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8))
-    pil = pil.convert("L" if channels == 1 else "RGB")
-    if pil.size != (width, height):
-        pil = pil.resize((width, height), Image.Resampling.LANCZOS)
-    arr = np.asarray(pil, dtype=np.uint8)
-    return arr[None] if channels == 1 else np.moveaxis(arr, -1, 0)
-
-
-def _grey_palette(pil: object) -> bool:
-    rgb = np.asarray(pil.convert("RGB"), dtype=np.int16)  # type: ignore[attr-defined]
-    return bool((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all())
+def load_inputs(
+    paths: Sequence[str | os.PathLike[str]],
+    shape: tuple[int, int, int],
+    resize: bool = False,
+    *,
+    dataset: str | None = None,
+) -> list[Fitted]:
+    """Image files as a model taking `shape`, trained on `dataset`, needs them (core/image_input.py): each with
+    its original size, how it was fitted and its name. CodecError naming the file on trouble; without
+    `resize`, images needing more than the data set's own padding are refused."""
+    if not paths:
+        raise CodecError("no image files given")
+    try:
+        return [load_image(path, shape, dataset, resize=resize) for path in paths]
+    except DatasetError as exc:
+        raise CodecError(str(exc)) from exc
 
 
 def load_images(
@@ -772,26 +1033,13 @@ def load_images(
     resize: bool = False,
     *,
     converted: list[str] | None = None,
+    dataset: str | None = None,
 ) -> np.ndarray:
-    """Image files -> uint8 (n, C, H, W) for a model taking `shape`; CodecError naming the file on trouble.
-    With `resize`, images of another size or channel count are converted; their names go to `converted`."""
-    from PIL import Image
-
-    if not paths:
-        raise CodecError("no image files given")
-    out = np.empty((len(paths), *shape), dtype=np.uint8)
-    for i, path in enumerate(paths):
-        try:
-            with Image.open(path) as pil:
-                pil.load()
-                if converted is not None and not _fits(pil, shape):
-                    converted.append(str(path))
-                out[i] = _pil_to_array(pil, shape, resize=resize, name=str(path))
-        except CodecError:
-            raise
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-            raise CodecError(f"{path}: cannot read the image: {exc}") from exc
-    return out
+    """Image files -> uint8 (n, C, H, W) (see `load_inputs`); the names of the images changed to fit go to `converted`."""
+    fitted = load_inputs(paths, shape, resize, dataset=dataset)
+    if converted is not None:
+        converted.extend(str(path) for path, f in zip(paths, fitted, strict=True) if f.changed)
+    return np.stack([f.image for f in fitted])
 
 
 def _to_pil(image: np.ndarray) -> object:

@@ -268,9 +268,7 @@ class StackedTrainer:
                         self._adam.exp_avg[slot][index].copy_(state["exp_avg"])
                         self._adam.exp_avg_sq[slot][index].copy_(state["exp_avg_sq"])
         self._weights = torch.tensor([m.objective.beta for m in members], device=self.device)
-        self._schedules = {
-            key: torch.zeros(len(members), device=self.device) for key in first.objective.schedule(0)
-        }
+        self._schedules = {key: torch.zeros(len(members), device=self.device) for key in first.objective.schedule(0)}
         self._healthy = torch.ones(len(members), dtype=torch.bool, device=self.device)
         self._objective = first.objective  # the same loss for all (stack_key); weights and schedules vary
         self._dataset_size = len(first.train_indices)

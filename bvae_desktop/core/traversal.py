@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from bvae_desktop.core.atomic import atomic_path
-from bvae_desktop.core.errors import DatasetError
+from bvae_desktop.core.image_input import load_image
 from bvae_desktop.core.latent_activity import ACTIVE_KL
 from bvae_desktop.core.model_source import ModelSource
 from bvae_desktop.core.tiling import GAP_VALUE, tile_rows
@@ -78,18 +78,10 @@ def reference_code(source: ModelSource, image: np.ndarray | None) -> np.ndarray:
     return mean[0].astype(np.float32)
 
 
-def load_image_file(path: str | Path, image_shape: tuple[int, int, int]) -> np.ndarray:
-    """An image file as uint8 (C, H, W) for a model taking `image_shape`: converted to its channels and resized."""
-    from PIL import Image, UnidentifiedImageError
-
-    channels, height, width = image_shape
-    try:
-        with Image.open(path) as img:
-            img = img.convert("L" if channels == 1 else "RGB").resize((width, height), Image.Resampling.BILINEAR)
-            arr = np.asarray(img, dtype=np.uint8)
-    except (OSError, UnidentifiedImageError, ValueError) as exc:
-        raise DatasetError(f"cannot read image {path}: {exc}") from exc
-    return arr[None].copy() if channels == 1 else np.ascontiguousarray(arr.transpose(2, 0, 1))
+def load_image_file(path: str | Path, image_shape: tuple[int, int, int], dataset: str | None = None) -> np.ndarray:
+    """An image file as uint8 (C, H, W) for a model taking `image_shape`, trained on `dataset`: prepared as that
+    data set's own images are (a 28x28 digit padded for MNIST), else converted and resized (core/image_input.py)."""
+    return load_image(path, image_shape, dataset).image
 
 
 def source_kl(source: ModelSource) -> np.ndarray | None:

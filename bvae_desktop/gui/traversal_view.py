@@ -8,14 +8,20 @@ decode. All decoding uses the ModelSource's own CPU model (never the training mo
 decode takes a few milliseconds, so sliders decode on the GUI thread (on one torch thread).
 Measuring KL and naming factors means encoding up to 2,000 validation images: that runs in
 an `EncodeWorker` thread, and the rows re-sort and gain their labels when it is done.
+
+A reference file is read as the model's own data was (core/image_input.py: a 28x28 digit padded
+for an MNIST model, not stretched). When no latent carries information the caption says so first
+(latent_activity's words): the grid is then the same blur in every cell. Laid out for a 1024x640
+window and up: the reference's name sits after its buttons and is shortened to the room it has,
+so a long name neither moves the buttons nor widens the window.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, QThread
-from PySide6.QtGui import QImage, QPixmap
+from PySide6.QtCore import QSize, Qt, QThread
+from PySide6.QtGui import QImage, QPainter, QPalette, QPixmap
 from PySide6.QtWidgets import (
     QCheckBox,
     QDoubleSpinBox,
@@ -25,6 +31,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QPushButton,
     QScrollArea,
+    QSizePolicy,
     QSlider,
     QSpinBox,
     QSplitter,
@@ -33,6 +40,8 @@ from PySide6.QtWidgets import (
 )
 
 from bvae_desktop.core.errors import BvaeError
+from bvae_desktop.core.image_input import load_image
+from bvae_desktop.core.latent_activity import activity_warning
 from bvae_desktop.core.model_source import ModelSource
 from bvae_desktop.core.traversal import (
     ACTIVE_KL,
@@ -41,7 +50,6 @@ from bvae_desktop.core.traversal import (
     decode_one,
     label_sample,
     latent_order,
-    load_image_file,
     needs_summary,
     reference_code,
     render_gif,
@@ -73,6 +81,44 @@ def _image_view(parent: QWidget, name: str) -> tuple[pg.GraphicsLayoutWidget, pg
     item = pg.ImageItem(axisOrder="row-major")
     box.addItem(item)
     return widget, box, item
+
+
+class _ElidedLabel(QLabel):
+    """One line shortened in the middle ("…") to the width it is given; `text()` stays whole.
+
+    Its size hints ask for almost nothing, so however long the text it never pushes its
+    neighbours or widens the window; the whole text is in the tooltip.
+    """
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+
+    def shown_text(self) -> str:
+        """The text as drawn: shortened to the label's width when it does not fit."""
+        return self.fontMetrics().elidedText(self.text(), Qt.TextElideMode.ElideMiddle, self.contentsRect().width())
+
+    def setText(self, text: str) -> None:  # noqa: N802 (Qt's name)
+        super().setText(text)
+        self.setToolTip(text)
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 (Qt's name)
+        return QSize(self.fontMetrics().horizontalAdvance("…") * 4, super().minimumSizeHint().height())
+
+    def sizeHint(self) -> QSize:  # noqa: N802 (Qt's name)
+        return self.minimumSizeHint()
+
+    def paintEvent(self, _event: object) -> None:  # noqa: N802 (Qt's name)
+        painter = QPainter(self)
+        self.style().drawItemText(
+            painter,
+            self.contentsRect(),
+            int(self.alignment()),
+            self.palette(),
+            self.isEnabled(),
+            self.shown_text(),
+            QPalette.ColorRole.WindowText,
+        )
 
 
 def _display(image: np.ndarray) -> np.ndarray:
@@ -142,7 +188,9 @@ class TraversalView(QWidget):
         self.randomImageButton.setToolTip("a random validation image")
         self.fileImageButton = QPushButton("File…", self)
         self.fileImageButton.setObjectName("fileImageButton")
-        self.fileImageButton.setToolTip("an image file, converted to the model's channels and size")
+        self.fileImageButton.setToolTip(
+            "an image file, prepared as the model's training images were (an MNIST digit padded), else resized"
+        )
         self.priorMeanButton = QPushButton("Prior mean", self)
         self.priorMeanButton.setObjectName("priorMeanButton")
         self.priorMeanButton.setToolTip("traverse around z = 0")
@@ -153,7 +201,7 @@ class TraversalView(QWidget):
         self.referenceImage.setFixedSize(56, 56)
         self.referenceImage.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.referenceImage.setStyleSheet("border: 1px solid #b0b0b0; background: #404040;")
-        self.referenceLabel = QLabel(self)
+        self.referenceLabel = _ElidedLabel(self)
         self.referenceLabel.setObjectName("referenceLabel")
 
         controls = QHBoxLayout()
@@ -167,13 +215,10 @@ class TraversalView(QWidget):
         controls.addWidget(self.exportPngButton)
         controls.addWidget(self.exportGifButton)
 
+        # the buttons come before the name: a longer name cannot move them
         reference = QHBoxLayout()
         reference.setContentsMargins(6, 0, 6, 0)
         reference.addWidget(self.referenceImage)
-        ref_text = QVBoxLayout()
-        ref_text.addWidget(QLabel("reference", self))
-        ref_text.addWidget(self.referenceLabel)
-        reference.addLayout(ref_text)
         for button in (
             self.prevImageButton,
             self.nextImageButton,
@@ -182,7 +227,10 @@ class TraversalView(QWidget):
             self.priorMeanButton,
         ):
             reference.addWidget(button)
-        reference.addStretch(1)
+        ref_text = QVBoxLayout()
+        ref_text.addWidget(QLabel("reference", self))
+        ref_text.addWidget(self.referenceLabel)
+        reference.addLayout(ref_text, 1)
 
         # --- grid with its label column -------------------------------------------------------
         self._grid_widget = pg.GraphicsLayoutWidget(self)
@@ -371,15 +419,16 @@ class TraversalView(QWidget):
         self._set_reference_index(position)
 
     def load_reference_file(self, path: str) -> None:
-        """Use an image file as the reference (converted to the model's channels and size)."""
+        """Use an image file as the reference, prepared as the model's data was (padded, or converted and resized)."""
         if self._source is None:
             return
         try:
-            image = load_image_file(path, self._source.image_shape)
+            fitted = load_image(path, self._source.image_shape, self._source.config.dataset)
         except BvaeError as exc:
             self._status.setText(str(exc))
             return
-        self.set_reference_image(image, name=str(path).replace("\\", "/").rsplit("/", 1)[-1])
+        self.set_reference_image(fitted.image, name=fitted.origin.name)
+        self._status.setText(f"reference {fitted.origin.name}: {fitted.note or 'as it is'}")
 
     def export_png(self, path: str) -> None:
         """Write the shown grid (visible rows) with its row labels as a PNG."""
@@ -637,9 +686,11 @@ class TraversalView(QWidget):
         if source is None:
             return
         dims = self._visible_dims()
+        warning = activity_warning(self._kl)
+        lead = f"{warning}. " if warning else ""
         if not dims:
             self._clear_grid()
-            self._caption.setText(f"every dimension is inactive (KL < {ACTIVE_KL:g}): untick 'hide inactive'")
+            self._caption.setText(f"{lead}every dimension is inactive (KL < {ACTIVE_KL:g}): untick 'hide inactive'")
             return
         values = traversal_values(float(self.rangeSpin.value()), int(self.stepsSpin.value()))
         with torch_threads(1):
@@ -662,7 +713,7 @@ class TraversalView(QWidget):
         order = "sorted by KL (nats, on validation data)" if self._kl is not None else "in index order (no KL known)"
         hidden = source.latent_dim - len(dims)
         self._caption.setText(
-            f"{len(dims)} dimensions {order}"
+            f"{lead}{len(dims)} dimensions {order}"
             + (f", {hidden} inactive hidden" if hidden else "")
             + f"; each row sweeps one dimension from {values[0]:+g} to {values[-1]:+g} around the "
             + ("prior mean" if self._reference is None else "reference image's code")

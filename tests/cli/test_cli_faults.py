@@ -54,7 +54,7 @@ def fingerprint(checkpoint) -> str:
 
 def _bvz(path: pathlib.Path, fingerprint: str, count: int) -> pathlib.Path:
     zero = BitAllocation([0] * LATENTS, [0] * LATENTS, [0] * LATENTS)
-    path.write_bytes(codec.build_file(fingerprint, SHAPE, count, 50, zero, b"", method=codec.METHOD_RAW))
+    path.write_bytes(codec.build_file(fingerprint, SHAPE, count, 50, zero, b"", method=codec.METHOD_RAW, version=1))
     return path
 
 

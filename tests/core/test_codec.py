@@ -9,6 +9,7 @@ from bvae_desktop.core import codec
 from bvae_desktop.core.codec import BitAllocation
 from bvae_desktop.core.config import TrainConfig
 from bvae_desktop.core.errors import CodecError
+from bvae_desktop.core.image_input import FIT_AS_IS, FIT_PADDED, FIT_RESIZED, Origin
 from bvae_desktop.core.model_source import ModelSource
 from bvae_desktop.core.trainer import Trainer
 
@@ -57,7 +58,7 @@ def test_raw_payload_size_matches_allocation(source, images):
     header = codec.parse_header(data)
     expected = math.ceil(22 * len(images) / 8)
     assert header.payload_length == expected == ALLOC.payload_bytes(len(images))
-    assert len(data) == 59 + 9 * 4 + expected
+    assert len(data) == 63 + 9 * 4 + expected + 6 * len(images)  # version 2: 6 bytes per unnamed image
     for method in (codec.METHOD_ZLIB, codec.METHOD_LZMA):
         other = codec.compress(source, images, 60, alloc=ALLOC, method=method)
         assert codec.parse_header(other).method == method
@@ -273,6 +274,160 @@ def test_pillow_baselines():
 
 def test_crafted_huge_count_is_refused(source):
     zero = BitAllocation(bits=[0] * 4, low=[0] * 4, high=[0] * 4)
-    data = codec.build_file(source.fingerprint(), source.image_shape, 2**32 - 1, 50, zero, b"")
+    data = codec.build_file(source.fingerprint(), source.image_shape, 2**32 - 1, 50, zero, b"", version=1)
     with pytest.raises(CodecError, match="too many"):
         codec.decompress(source, data)
+    # version 2 has 6 table bytes per image: a count past what the table holds is refused before anything else
+    two = codec.build_file(source.fingerprint(), source.image_shape, 3, 50, zero, b"")
+    body = bytearray(two[:-4])
+    struct.pack_into("<I", body, 43, 2**32 - 1)
+    with pytest.raises(
+        CodecError, match=r"the image table holds 18 bytes; 4294967295 images need at least 25769803770"
+    ):
+        codec.decompress(source, _recrc(bytes(body)))
+
+
+# ---------------------------------------------------------------- version 2: names and original sizes
+
+
+def _mnist_source():
+    """An untrained 32x32 model whose config says MNIST: its 28x28 inputs are padded as in training."""
+    import torch
+
+    from bvae_desktop.core.nets import BetaVAE
+
+    torch.manual_seed(3)
+    config = TrainConfig(latent_dim=4, dataset="mnist", data_path="mnist.npz")
+    return ModelSource.from_state(BetaVAE((1, 32, 32), 4).state_dict(), config, (1, 32, 32), step=0, beta=1.0)
+
+
+ORIGINS = [
+    Origin(28, 28, FIT_PADDED, "seven.png"),
+    Origin(30, 40, FIT_RESIZED, "wide photo.jpg"),
+    Origin(64, 64, FIT_AS_IS, ""),
+]
+
+
+def test_names_and_original_sizes_round_trip_inside_the_crc(source, images):
+    data = codec.compress(source, images[:3], 60, alloc=ALLOC, origins=ORIGINS, method=codec.METHOD_RAW)
+    header = codec.parse_header(data)
+    assert header.version == 2 and [header.origin(i) for i in range(3)] == ORIGINS
+    assert header.names == {0: "seven.png", 1: "wide photo.jpg"} and header.fitted_count() == 2
+    table = b"".join(
+        struct.pack("<HHBB", o.height, o.width, codec.FITS.index(o.fit), len(o.name.encode())) + o.name.encode()
+        for o in ORIGINS
+    )
+    assert data[-4 - len(table) : -4] == table  # the table sits last, before the CRC that covers it
+    assert len(data) == 63 + 9 * 4 + ALLOC.payload_bytes(3) + len(table)
+    decoded = codec.decompress(source, data)
+    restored = codec.restore_images(header, decoded)
+    assert [r.shape for r in restored] == [(1, 28, 28), (1, 30, 40), (1, 64, 64)]
+    np.testing.assert_array_equal(restored[0], decoded[0][:, 18:46, 18:46])  # padded: the centre cropped out
+    np.testing.assert_array_equal(restored[2], decoded[2])  # as is: untouched
+    assert codec.output_names(header) == ["seven.png", "wide photo.png", "img_0002.png"]
+
+
+def _v1_by_hand(fingerprint: str, count: int, alloc: BitAllocation, payload: bytes) -> bytes:
+    """A version 1 file assembled from its documented layout, not by build_file."""
+    body = struct.pack("<4sBB32sBHHIHB", b"BVZ1", 1, 0, bytes.fromhex(fingerprint), 1, 64, 64, count, 4, 60)
+    for b, lo, hi in zip(alloc.bits, alloc.low, alloc.high, strict=True):
+        body += struct.pack("<Bff", int(b), float(lo), float(hi))
+    body += struct.pack("<BI", 0, len(payload)) + payload
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def test_version_1_files_are_still_read(source, images):
+    means, _ = source.encode(images[:3])
+    payload = codec.pack_symbols(codec.quantise(means, ALLOC), ALLOC)
+    old = _v1_by_hand(source.fingerprint(), 3, ALLOC, payload)
+    assert old == codec.build_file(source.fingerprint(), (1, 64, 64), 3, 60, ALLOC, payload, method=0, version=1)
+    header = codec.parse_header(old)
+    assert header.version == 1 and header.names == {} and header.origin(1) == Origin(64, 64, FIT_AS_IS, "")
+    new = codec.compress(source, images[:3], 60, alloc=ALLOC)
+    np.testing.assert_array_equal(codec.decompress(source, old), codec.decompress(source, new))
+    assert codec.output_names(header) == ["img_0000.png", "img_0001.png", "img_0002.png"]
+    assert codec.decoded_bytes(header) == 3 * 64 * 64 and codec.png_bytes_bound(header) == 3 * 8192
+    with pytest.raises(CodecError, match="version 1 .bvz has no room"):
+        codec.build_file(source.fingerprint(), (1, 64, 64), 3, 60, ALLOC, payload, version=1, origins=ORIGINS)
+
+
+def test_mnist_digits_are_padded_without_resize_and_come_back_28x28():
+    source = _mnist_source()
+    digits = np.random.default_rng(0).integers(0, 256, (2, 1, 28, 28), dtype=np.uint8)
+    data = codec.compress(source, digits, 50)  # no resize asked: padding is what training does
+    header = codec.parse_header(data)
+    assert header.origin(0) == Origin(28, 28, FIT_PADDED, "") and not header.resized
+    restored = codec.restore_images(header, codec.decompress(source, data))
+    assert [r.shape for r in restored] == [(1, 28, 28)] * 2
+    with pytest.raises(CodecError, match=r"image 0: image is 30x30; the model takes 32x32 \(or 28x28 as in MNIST"):
+        codec.compress(source, np.zeros((1, 1, 30, 30), np.uint8), 50)
+
+
+def test_load_inputs_keep_file_names(tmp_path):
+    from PIL import Image
+
+    Image.fromarray(np.full((28, 28), 9, np.uint8)).save(tmp_path / "nine.png")
+    fitted = codec.load_inputs([tmp_path / "nine.png"], (1, 32, 32), dataset="mnist")
+    assert fitted[0].origin == Origin(28, 28, FIT_PADDED, "nine.png")
+    converted: list[str] = []
+    out = codec.load_images([tmp_path / "nine.png"], (1, 32, 32), converted=converted, dataset="mnist")
+    assert out.shape == (1, 1, 32, 32) and converted == [str(tmp_path / "nine.png")]
+
+
+def test_stored_names_are_names_never_paths():
+    assert codec.storable_name("a/b\\c\x00d\ne.png") == "a_b_c_d_e.png"
+    assert codec.storable_name("..") == "" and codec.storable_name(".") == ""
+    long = "é" * 200 + ".png"  # 404 bytes of UTF-8
+    short = codec.storable_name(long)
+    assert short.endswith(".png") and len(short.encode()) <= 255 and short.startswith("éé")
+    assert codec.storable_name("ok name (1).PNG") == "ok name (1).PNG"
+    for bad in ("../x.png", "a/b", "a\\b", "nul\x00", "..", "tab\there"):
+        assert codec.name_problem(bad) is not None, bad
+    assert codec.name_problem("") is None and codec.name_problem("..hidden.png") is None
+
+
+def test_output_names_are_safe_on_every_system_and_unique():
+    header = codec.BvzHeader(
+        version=2,
+        flags=0,
+        fingerprint="00" * 32,
+        channels=1,
+        height=8,
+        width=8,
+        count=9,
+        quality=50,
+        alloc=ALLOC,
+        method=0,
+        payload_offset=0,
+        payload_length=0,
+        names={
+            0: "a.png",
+            1: "a.jpg",
+            2: "A.PNG",
+            3: "CON.png",
+            4: ".hidden.png",
+            6: "img_0005.png",
+            7: 'x<y>:"z|?*.png',
+        },
+    )
+    assert codec.output_names(header) == [
+        "a.png",
+        "a-1.png",  # the same stem
+        "A-2.png",  # the same but for case: one file on Windows and macOS
+        "_CON.png",  # a device name on Windows
+        "hidden.png",  # not a hidden file
+        "img_0005.png",
+        "img_0005-1.png",  # a named image clashing with a numbered one
+        "x_y___z___.png",
+        "img_0008.png",
+    ]
+
+
+def test_coding_warning_says_when_nothing_is_stored():
+    from bvae_desktop.core.latent_activity import NO_ACTIVE_LATENT
+
+    zero = BitAllocation([0] * 4, [0] * 4, [0] * 4)
+    words = codec.coding_warning(zero, np.full(4, 0.001))
+    assert words.startswith(codec.NOTHING_CODED + "; " + NO_ACTIVE_LATENT) and "0.001 nats" in words
+    assert codec.coding_warning(zero, None) == codec.NOTHING_CODED  # KL unknown: nothing coded is still true
+    assert codec.coding_warning(ALLOC, np.array([2.0, 0.0, 1.0, 3.0])) is None

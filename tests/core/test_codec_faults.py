@@ -17,6 +17,7 @@ from bvae_desktop.core import codec
 from bvae_desktop.core.codec import BitAllocation
 from bvae_desktop.core.config import TrainConfig
 from bvae_desktop.core.errors import CodecError
+from bvae_desktop.core.image_input import FIT_PADDED, FIT_RESIZED, Origin
 from bvae_desktop.core.model_source import ModelSource
 from bvae_desktop.core.nets import BetaVAE
 
@@ -66,7 +67,8 @@ def test_the_149_byte_bomb_is_refused_before_anything_is_allocated():
     source = ModelSource.from_state(
         BetaVAE(shape, 10).state_dict(), TrainConfig(latent_dim=10), shape, step=0, beta=1.0
     )
-    bomb = codec.build_file(source.fingerprint(), shape, 2**21, 50, BitAllocation([0] * 10, [0] * 10, [0] * 10), b"")
+    zero = BitAllocation([0] * 10, [0] * 10, [0] * 10)
+    bomb = codec.build_file(source.fingerprint(), shape, 2**21, 50, zero, b"", version=1)  # still read
     assert len(bomb) == 149
     header = codec.parse_header(bomb)
     assert "2,097,152 images" in codec.large_reason(header, len(bomb))
@@ -115,6 +117,88 @@ def test_crc_valid_bad_ranges_are_refused_without_a_warning(source, images, dim,
             codec.decompress(source, _set_range(data, dim, low, high))
 
 
+# ---------------------------------------------------------------- version 2's image table
+
+ORIGINS = [Origin(28, 28, FIT_PADDED, "seven.png"), Origin(20, 40, FIT_RESIZED, "wide.png"), Origin(32, 32)]
+
+
+@pytest.fixture(scope="module")
+def named_file(source, images) -> bytes:
+    return codec.compress(source, images, 50, alloc=ALLOC, origins=ORIGINS, method=codec.METHOD_RAW)
+
+
+def _entry(height: int, width: int, fit: int, name: bytes = b"") -> bytes:
+    return struct.pack("<HHBB", height, width, fit, len(name)) + name
+
+
+def _with_table(data: bytes, table: bytes, count: int | None = None) -> bytes:
+    """`data` (version 2, D = 4) with its image table replaced, the table length and CRC made to match."""
+    tail = 50 + 9 * 4
+    _method, payload_length, table_length = struct.unpack_from("<BII", data, tail)
+    body = bytearray(data[: tail + 9 + payload_length] + table)
+    struct.pack_into("<I", body, tail + 5, len(table))
+    if count is not None:
+        struct.pack_into("<I", body, 43, count)
+    return _recrc(bytes(body))
+
+
+def test_the_table_is_written_and_read_as_documented(source, named_file):
+    header = codec.parse_header(named_file)
+    table = _entry(28, 28, 1, b"seven.png") + _entry(20, 40, 2, b"wide.png") + _entry(32, 32, 0)
+    assert named_file[-4 - len(table) : -4] == table and _with_table(named_file, table) == named_file
+    assert [header.origin(i) for i in range(3)] == ORIGINS
+
+
+@pytest.mark.parametrize(
+    ("table", "words"),
+    [
+        (_entry(28, 28, 1) + _entry(20, 40, 2), "the image table holds 12 bytes; 3 images need at least 18"),
+        (_entry(28, 28, 1) * 3 + b"\0", "the image table has 1 bytes after its 3 entries"),
+        (_entry(28, 28, 1, b"a") + _entry(28, 28, 1) + b"\0" * 5, "the image table is shorter than its names"),
+        (_entry(28, 28, 1, b"abc") + _entry(28, 28, 1) + b"\0" * 4, "the image table ends inside image 2's entry"),
+        (_entry(28, 28, 1) * 2 + _entry(28, 28, 1, b"abcd")[:-2], "the image table ends inside image 2's name"),
+        (_entry(28, 28, 1, b"../up.png") + _entry(28, 28, 1) * 2, "image 0's name '../up.png': it holds '/'"),
+        (_entry(28, 28, 1, b"a\\b") + _entry(28, 28, 1) * 2, "image 0's name 'a\\\\b': it holds '\\\\'"),
+        (_entry(28, 28, 1, b"..") + _entry(28, 28, 1) * 2, "image 0's name '..': '..' is not a file name"),
+        (_entry(28, 28, 1, b"n\0l") + _entry(28, 28, 1) * 2, "it holds '\\x00'"),
+        (_entry(28, 28, 1, b"\xff.png") + _entry(28, 28, 1) * 2, "image 0's name is not UTF-8"),
+        (_entry(28, 28, 1) + _entry(28, 28, 3) + _entry(28, 28, 1), "image 1: unknown fit 3"),
+        (_entry(28, 0, 2) + _entry(28, 28, 1) * 2, "image 0: an original size of 0x28"),
+        (_entry(28, 28, 1) * 2 + _entry(30, 32, 0), "image 2: 32x30 'as is' for a 32x32 model"),
+        (_entry(28, 40, 1) + _entry(28, 28, 1) * 2, "image 0: 40x28 'padded' into a smaller 32x32 frame"),
+    ],
+)
+def test_crc_valid_bad_tables_are_refused(source, named_file, table, words):
+    with pytest.raises(CodecError) as info:
+        codec.decompress(source, _with_table(named_file, table), name="t.bvz")
+    assert str(info.value).startswith("t.bvz: malformed .bvz file: ") and words in str(info.value)
+
+
+def test_every_truncation_and_flipped_byte_of_a_named_file_is_refused(source, named_file):
+    for cut in range(len(named_file)):
+        with pytest.raises(CodecError):
+            codec.decompress(source, named_file[:cut])
+    for pos in range(len(named_file)):
+        for mask in (0x01, 0x80):
+            damaged = bytearray(named_file)
+            damaged[pos] ^= mask
+            with pytest.raises(CodecError):
+                codec.decompress(source, bytes(damaged))
+
+
+def test_a_huge_declared_original_size_needs_asking_and_the_memory(source, named_file):
+    """Two bytes a side let an entry declare 65535x65535: 4 GiB to give back from a 32x32 decode."""
+    data = _with_table(named_file, _entry(65535, 65535, 2) + _entry(28, 28, 1) * 2)
+    header = codec.parse_header(data)
+    assert codec.decoded_bytes(header) == 65535 * 65535 + 2 * 28 * 28
+    assert "it decodes to 4.0 GiB of images" in codec.large_reason(header, len(data))
+    with pytest.raises(codec.LargeFileError, match="it decodes to 4.0 GiB"):
+        codec.decompress(source, data)
+    with pytest.raises(CodecError, match=r"needs about 4\.\d GiB of memory; 1\.0 GiB is available"):
+        codec.check_expansion(header, len(data), allow_large=True, available_memory=1 << 30)
+    assert codec.png_bytes_bound(header) >= 65535 * 65535
+
+
 # ---------------------------------------------------------------- writing PNGs
 
 
@@ -146,6 +230,15 @@ def test_write_png_folder_all_or_nothing_on_a_full_disk(tmp_path, images, monkey
     assert (existing / "img_0000.png").read_bytes() == b"an older result"
 
 
+def test_write_png_folder_takes_plain_names_only(tmp_path, images):
+    assert codec.write_png_folder(tmp_path / "ok", [list(images)], names=["a.png", "b b.png", "c.png"]) == 3
+    assert sorted(p.name for p in (tmp_path / "ok").iterdir()) == ["a.png", "b b.png", "c.png"]
+    for bad in ("../escape.png", "sub/x.png", ".."):
+        with pytest.raises(CodecError, match="is not a plain file name"):
+            codec.write_png_folder(tmp_path / "out", [images[:1]], names=[bad])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ok"]  # no folder, no staging, nothing outside
+
+
 def test_write_png_folder_new_and_existing(tmp_path, images):
     assert codec.write_png_folder(tmp_path / "a" / "b", [images[:2], images[2:]]) == 3
     assert sorted(p.name for p in (tmp_path / "a" / "b").iterdir()) == ["img_0000.png", "img_0001.png", "img_0002.png"]
@@ -162,15 +255,16 @@ FUZZ_CASES = 3000
 
 
 def _mutate(rng: np.random.Generator, data: bytes) -> bytes:
-    """One seeded mutation: byte flips (anywhere, or in the header where the fields are), a truncation, an
-    extension, or a byte inserted or removed; then half the time a CRC recomputed to match."""
-    kind = rng.integers(0, 5)
+    """One seeded mutation: byte flips (anywhere, in the header where the fields are, or in the last 40 bytes
+    where the image table is), a truncation, an extension, or a byte inserted or removed; then half the time
+    a CRC recomputed to match."""
+    kind = rng.integers(0, 6)
     out = bytearray(data)
-    header_end = min(len(out), 55 + 9 * 4)
-    if kind <= 1:
-        span = header_end if kind == 0 else len(out)
+    header_end = min(len(out), 59 + 9 * 4)
+    if kind <= 1 or kind == 5:
+        low, high = {0: (0, header_end), 1: (0, len(out)), 5: (max(0, len(out) - 44), len(out))}[int(kind)]
         for _ in range(int(rng.integers(1, 4))):
-            out[int(rng.integers(0, span))] ^= int(rng.integers(1, 256))
+            out[int(rng.integers(low, high))] ^= int(rng.integers(1, 256))
     elif kind == 2:
         out = out[: int(rng.integers(0, len(out)))]
     elif kind == 3:
@@ -197,6 +291,7 @@ def test_fuzz_damaged_and_crafted_files(source, images, monkeypatch):
         for method in (codec.METHOD_RAW, codec.METHOD_ZLIB, codec.METHOD_LZMA)
     ]
     seeds.append(_file(source, 3))  # 0 bits per dimension: the count alone says how much to decode
+    seeds.append(codec.compress(source, images, 50, alloc=ALLOC, origins=ORIGINS, method=codec.METHOD_RAW))
     rng = np.random.default_rng(20240515)
     outcomes = {"refused": 0, "decoded": 0}
     started = time.perf_counter()

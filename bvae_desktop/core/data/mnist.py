@@ -16,7 +16,9 @@ import numpy as np
 
 from bvae_desktop.core.data.imageset import ArrayImageSet
 from bvae_desktop.core.data.registry import DatasetSpec, register
+from bvae_desktop.core.data.sniffing import idx_header, npz_members, shape_text
 from bvae_desktop.core.errors import DatasetError, os_reason
+from bvae_desktop.core.image_input import NativeInput
 
 IMAGES_MAGIC = 2051
 LABELS_MAGIC = 2049
@@ -41,7 +43,7 @@ def load_mnist(path: str | Path, *, split: str = "all", **_options: object) -> A
         images, labels = _load_npz(path, split)
     else:
         images, labels = _load_idx_pair(path)
-    padded = np.pad(images, ((0, 0), (PAD, PAD), (PAD, PAD)))[:, None]
+    padded = pad_digits(images)[:, None]
     name = "MNIST" if split == "all" else f"MNIST ({split})"
     return ArrayImageSet(
         padded,
@@ -50,6 +52,19 @@ def load_mnist(path: str | Path, *, split: str = "all", **_options: object) -> A
         labels=labels,
         label_names=LABEL_NAMES if labels is not None else None,
     )
+
+
+def pad_digits(images: np.ndarray) -> np.ndarray:
+    """28x28 digits (the last two axes) with a black border of PAD pixels: the 32x32 frame the model sees.
+
+    The one place the padding is done: training data here, and a user's 28x28 image through
+    `NATIVE_INPUT` (core/image_input.py), so a digit from a file reaches the model as training's do.
+    """
+    images = np.asarray(images)
+    return np.pad(images, [(0, 0)] * (images.ndim - 2) + [(PAD, PAD), (PAD, PAD)])
+
+
+NATIVE_INPUT = NativeInput(shape=(1, SIDE, SIDE), transform=pad_digits, label="MNIST training")
 
 
 def _load_folder(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray | None]:
@@ -211,6 +226,31 @@ def _check_npz_pair(path: Path, x: np.ndarray, y: np.ndarray) -> None:
         raise DatasetError(f"{path}: labels outside 0-9")
 
 
+def sniff_mnist(path: Path) -> str | None:
+    """IDX images of 28x28 (by magic number, raw or gzip, any name), a folder holding them under their usual
+    names, or an npz with x_train / x_test."""
+    if path.is_dir():
+        found = [f for part in ("train", "test") if (f := _find(path, _PREFIXES[part], "images", "idx3")) is not None]
+        described = [_idx_images_text(f) for f in found]
+        return f"MNIST IDX folder: {'; '.join(d for d in described if d)}" if found and all(described) else None
+    text = _idx_images_text(path)
+    if text:
+        return f"MNIST {text}"
+    members = npz_members(path)
+    if not members:
+        return None
+    parts = [f"{key} {shape_text(members[key][0])}" for key in ("x_train", "x_test") if key in members]
+    return f"MNIST npz: {', '.join(parts)}" if parts else None
+
+
+def _idx_images_text(path: Path) -> str | None:
+    header = idx_header(path)
+    if header is None or header[0] != IMAGES_MAGIC or len(header[1]) != 3:
+        return None
+    count, rows, cols = header[1]
+    return f"IDX images: {count:,} of {rows}×{cols}" + ("" if (rows, cols) == (SIDE, SIDE) else " (not 28×28)")
+
+
 register(
     DatasetSpec(
         name="mnist",
@@ -221,5 +261,7 @@ register(
         opener=load_mnist,
         file_filter="MNIST (*.npz *ubyte *ubyte.gz *.gz)",
         rank=3,
+        sniff=sniff_mnist,
+        native_input=NATIVE_INPUT,
     )
 )

@@ -12,10 +12,14 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bvae_desktop.core.data.imageset import ImageSet
 from bvae_desktop.core.errors import DatasetError
 from bvae_desktop.core.plugins import import_submodules
+
+if TYPE_CHECKING:
+    from bvae_desktop.core.image_input import NativeInput
 
 NEEDS = ("nothing", "file", "folder", "file or folder")
 _NOT_SOURCES = {"imageset", "registry", "sniffing"}
@@ -36,6 +40,9 @@ class DatasetSpec:
     # sniff(path) -> what was found ("MNIST IDX images: 10,000 of 28×28") when the file or folder is in this
     # source's layout, else None. Reads headers only: the dataset chooser calls every sniffer on a pick.
     sniff: Callable[[Path], str | None] | None = None
+    # how one of the source's raw images becomes the model's input (MNIST: 28x28 padded to 32x32), so a
+    # user's image file reaches the model as training's do (core/image_input.py); None: used as is or resized
+    native_input: NativeInput | None = None
 
     @property
     def reports_progress(self) -> bool:
