@@ -10,8 +10,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bvae_desktop.cli_progress import StatusLine
 from bvae_desktop.core.errors import BvaeError
 from bvae_desktop.core.jsonfile import json_default
+from bvae_desktop.core.progress import format_duration
 
 # the registry's names, spelled out so building the parser does not import torch (a test keeps them equal)
 METRIC_NAMES = ("beta_vae", "factor_vae", "mig", "dci", "sap", "unsupervised")
@@ -26,7 +28,8 @@ def add_evaluate_parser(commands: Any) -> argparse.ArgumentParser:
         "metrics (beta_vae, factor_vae, mig, dci, sap) need ground-truth factors (dSprites, 3D Shapes) and are "
         "skipped otherwise; 'unsupervised' (active units, total correlation, posterior statistics, "
         "reconstruction error on the validation split) works on any data. Sample counts follow "
-        "disentanglement_lib (DESIGN §5) unless --quick.",
+        "disentanglement_lib (DESIGN §5) unless --quick. Before scoring it prints an estimate of the time "
+        "(from a short probe on this machine), then each metric's progress with the time left.",
     )
     parser.add_argument("checkpoint", type=Path, help="checkpoint file, or a bundled model's name (bvae models)")
     parser.add_argument(
@@ -38,6 +41,9 @@ def add_evaluate_parser(commands: Any) -> argparse.ArgumentParser:
     parser.add_argument("--quick", action="store_true", help="every sample count / 10: a fast look, not comparable")
     add_settings_argument(parser)
     parser.add_argument("--threads", type=int, help="CPU threads for torch")
+    parser.add_argument(
+        "--quiet", action="store_true", help="no estimate and no progress: the table (and any warning) only"
+    )
     parser.set_defaults(handler=cmd_evaluate)
     return parser
 
@@ -59,9 +65,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     import torch
 
     from bvae_desktop.core.atomic import atomic_write_text
+    from bvae_desktop.core.latent_activity import activity_warning
     from bvae_desktop.core.metrics import SUPERVISED, evaluate, metric_names, scaled_counts
     from bvae_desktop.core.model_source import ModelSource
     from bvae_desktop.core.model_zoo import resolve_checkpoint
+    from bvae_desktop.core.traversal import source_kl
 
     names = metric_names(args.metrics)
     if args.threads is not None:
@@ -87,20 +95,30 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         for name in names:
             overrides[name] = scaled_counts(name, 10)
     apply_settings(overrides, args.settings, names)
-    print(f"evaluating {args.checkpoint} (step {source.step}) on {data.describe()}", file=sys.stderr)
-    started = time.perf_counter()
+    status = StatusLine(quiet=args.quiet)
+    status.note(f"evaluating {args.checkpoint} (step {source.step}) on {data.describe()}")
+    warning = activity_warning(source_kl(source))
+    if warning is not None:  # said before the wait, and again above the scores
+        print(f"bvae evaluate: warning: {warning}; scoring anyway", file=sys.stderr)
 
-    def progress(name: str) -> None:
-        print(f"  {name}... ({time.perf_counter() - started:.0f} s so far)", file=sys.stderr)
+    def represent(images: Any) -> Any:
+        return source.encode(images)[0]
 
+    printer = _MetricPrinter(status, sum(n not in SUPERVISED or data.factors is not None for n in names))
+    if not args.quiet:
+        printer.estimate = _print_estimate(status, data, represent, names, args.seed, overrides)
     results = evaluate(
         data,
-        lambda images: source.encode(images)[0],
+        represent,
         names,
         seed=args.seed,
-        progress=progress,
+        progress=printer.start,
+        on_progress=printer.record,
         **overrides,
     )
+    printer.finish()
+    if warning is not None:
+        print(f"warning: {warning}")
     print(format_table(results))
     if args.json is not None:
         report = {
@@ -114,6 +132,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             "seed": args.seed,
             "quick": bool(args.quick),
             "supervised_skipped": sorted(n for n in names if n in SUPERVISED and "skipped" in results[n]),
+            "warning": warning,
             "metrics": results,
         }
         try:
@@ -139,11 +158,72 @@ def apply_settings(overrides: dict[str, Any], settings: list[str], names: list[s
         targets = [metric] if dot else names
         if dot and metric not in METRICS:
             raise BvaeError(f"--set {item}: unknown metric {metric!r}")
-        taking = [m for m in targets if param in inspect.signature(METRICS[m]).parameters and param != "seed"]
+        taking = [
+            m for m in targets if param in inspect.signature(METRICS[m]).parameters and param not in _NOT_SETTINGS
+        ]
         if not taking:
             raise BvaeError(f"--set {item}: no selected metric takes a setting {param!r}")
         for m in taking:
             overrides.setdefault(m, {})[param] = value
+
+
+_NOT_SETTINGS = ("seed", "progress")  # keyword arguments of the metrics that --set does not reach
+
+
+def _print_estimate(status: StatusLine, data: Any, represent: Any, names: list[str], seed: int, overrides: dict) -> Any:
+    """Time a short probe, print how long the metrics should take here, and return the MetricEstimate."""
+    import torch
+
+    from bvae_desktop.core.metrics import estimate
+
+    status.status("estimating the time (a short probe)...", force=True)
+    found = estimate(data, represent, names, seed=seed, **overrides)
+    if found.seconds:
+        status.note(
+            f"estimate: about {format_duration(found.total_s)} in all ({found.breakdown()}); an estimate, "
+            f"from a {found.costs.probe_s:.1f} s probe on the CPU with {_threads(torch.get_num_threads())}"
+        )
+    return found
+
+
+def _threads(count: int) -> str:
+    return f"{count} torch thread{'s' if count != 1 else ''}"
+
+
+class _MetricPrinter:
+    """A line as each metric starts and ends; its progress with the time left on the status line in between."""
+
+    def __init__(self, status: StatusLine, total: int) -> None:
+        self.status = status
+        self.total = total
+        self.estimate: Any = None
+        self.current: str | None = None
+        self.started = 0.0
+        self.count = 0
+        self._part: tuple[str, int] | None = None
+
+    def start(self, name: str) -> None:
+        from bvae_desktop.core.metrics import METRIC_LABELS
+
+        self.finish()
+        self.current, self.started = name, time.perf_counter()
+        self.count += 1
+        expected = self.estimate.seconds.get(name) if self.estimate is not None else None
+        about = f" (estimate {format_duration(expected)})" if expected is not None else ""
+        self.status.note(f"[{self.count}/{self.total}] {METRIC_LABELS.get(name, name)}{about}")
+
+    def record(self, record: Any) -> None:
+        part = (record.label, record.part)
+        first, self._part = part != self._part, part
+        self.status.status(f"  {record.text()}", force=first or record.done >= record.total)
+
+    def finish(self) -> None:
+        from bvae_desktop.core.metrics import METRIC_LABELS
+
+        if self.current is not None:
+            took = format_duration(time.perf_counter() - self.started)
+            self.status.note(f"  {METRIC_LABELS.get(self.current, self.current)}: done in {took}")
+        self.current = None
 
 
 def _parse_value(text: str) -> Any:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-import time
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -13,9 +12,11 @@ from typing import Any
 from bvae_desktop.cli_evaluate import METRIC_NAMES, add_settings_argument, apply_settings
 from bvae_desktop.cli_executors import add_executor_arguments, apply_executor_overrides, executor_settings
 from bvae_desktop.cli_objectives import add_objective_arguments, apply_objective_arguments
+from bvae_desktop.cli_progress import StatusLine
 from bvae_desktop.cli_speed import add_speed_arguments
 from bvae_desktop.core.config import RECONSTRUCTIONS, TrainConfig
 from bvae_desktop.core.data.registry import dataset_names
+from bvae_desktop.core.progress import format_duration
 from bvae_desktop.core.value_lists import parse_floats, parse_seeds
 
 DEFAULT_BETAS_TEXT = "0.001,0.01,0.1,1,2,4,8,16"
@@ -85,7 +86,10 @@ def add_experiment_parsers(commands: Any) -> None:
         "--stack", type=int, metavar="K", help=f"runs trained in one pass (default: as saved); {_STACK_HELP}"
     )
     add_executor_arguments(resume, resume=True)
-    resume.add_argument("--quiet", action="store_true", help="only start, finish and failure lines")
+    resume.add_argument(
+        "--quiet", action="store_true", help="only start, finish and failure lines (no estimate, no progress)"
+    )
+    _add_estimate_flag(resume)
     resume.set_defaults(handler=cmd_resume)
 
     report = commands.add_parser("report", help="rewrite an experiment folder's results and report")
@@ -101,7 +105,9 @@ def add_experiment_parsers(commands: Any) -> None:
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="experiment folder (created, or continued)")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds, or a count like 3x (= 0,1,2); default 0")
-    parser.add_argument("--dataset", choices=dataset_names(), help="data source (default dsprites-procedural, built in)")
+    parser.add_argument(
+        "--dataset", choices=dataset_names(), help="data source (default dsprites-procedural, built in)"
+    )
     parser.add_argument("--data", help="file or folder for file-based sources")
     add_objective_arguments(
         parser,
@@ -146,7 +152,19 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--metric-seed", type=int, default=0, help="seed of the metrics' sampling (default 0)")
     add_settings_argument(parser)
-    parser.add_argument("--quiet", action="store_true", help="only start, finish and failure lines")
+    parser.add_argument(
+        "--quiet", action="store_true", help="only start, finish and failure lines (no estimate, no progress)"
+    )
+    _add_estimate_flag(parser)
+
+
+def _add_estimate_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--estimate",
+        action="store_true",
+        help="print the plan and the time estimate (a short probe: a few training steps and the metrics' slow "
+        "parts, on this machine), then stop without training or writing anything",
+    )
 
 
 def spec_from_args(args: argparse.Namespace) -> Any:
@@ -191,7 +209,7 @@ def spec_from_args(args: argparse.Namespace) -> Any:
 def cmd_experiment(args: argparse.Namespace) -> int:
     from bvae_desktop.core.experiments import Experiment
 
-    return _run(Experiment(args.out, spec_from_args(args)), args.out, quiet=args.quiet)
+    return _run(Experiment(args.out, spec_from_args(args)), args.out, quiet=args.quiet, estimate_only=args.estimate)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -203,17 +221,30 @@ def cmd_resume(args: argparse.Namespace) -> int:
     if args.stack is not None:
         spec.stack = args.stack
     apply_executor_overrides(spec, args)
-    return _run(Experiment(args.folder, spec.validate()), args.folder, quiet=args.quiet)
+    return _run(Experiment(args.folder, spec.validate()), args.folder, quiet=args.quiet, estimate_only=args.estimate)
 
 
-def _run(experiment: Any, folder: Path, *, quiet: bool) -> int:
+def _run(experiment: Any, folder: Path, *, quiet: bool, estimate_only: bool = False) -> int:
     spec = experiment.spec
     from bvae_desktop.core.executors import describe, get_executor
+    from bvae_desktop.core.experiments import ExperimentProgress
 
     get_executor(spec.executor).check()  # a missing extra (ray): its one line, before anything starts
     print(f"{spec.kind}: {len(experiment.runs)} runs in {folder} ({describe(spec)})", file=sys.stderr)
-    printer = _EventPrinter(quiet=quiet)
-    handler = _stop_on_interrupt(experiment)
+    status = StatusLine(quiet=quiet)
+    pending = experiment.pending()
+    if estimate_only:
+        for run in pending:
+            print(f"  to do: {run.name} ({run.config.steps:,} steps)", file=sys.stderr)
+    estimate = None
+    if pending and (estimate_only or not quiet):
+        status.status("estimating the time (a few training steps and the metrics' slow parts)...", force=True)
+        estimate = experiment.estimate()
+        status.line(estimate.describe())
+    if estimate_only:
+        return 0
+    printer = _EventPrinter(status, ExperimentProgress(experiment.runs, estimate))
+    handler = _stop_on_interrupt(experiment, printer.progress)
     previous = {signum: signal.signal(signum, handler) for signum in _STOP_SIGNALS}
     try:
         complete = experiment.run(printer)
@@ -250,7 +281,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 _STOP_SIGNALS = tuple(s for s in (signal.SIGINT, getattr(signal, "SIGTERM", None)) if s is not None)
 
 
-def _stop_on_interrupt(experiment: Any) -> Any:
+def _stop_on_interrupt(experiment: Any, progress: Any = None) -> Any:
     """First Ctrl-C (or SIGTERM) stops the runs at their next step, each saving; a second one aborts."""
 
     def handler(signum: int, frame: FrameType | None) -> None:
@@ -258,50 +289,56 @@ def _stop_on_interrupt(experiment: Any) -> Any:
             raise KeyboardInterrupt
         print("\nstopping: the runs in progress keep their checkpoints (Ctrl-C again to abort)...", file=sys.stderr)
         experiment.stop()
+        if progress is not None:
+            progress.stopping()
 
     return handler
 
 
 class _EventPrinter:
-    """One line per run start/finish/failure; step progress every few seconds unless quiet."""
+    """A line per run start/finish/failure and per metric started; steps and metric progress, each with the time
+    left for the run and for all runs, on the status line (a line every few seconds in a log); quiet: no progress."""
 
-    def __init__(self, *, quiet: bool) -> None:
-        self.quiet = quiet
-        self.interval = 2.0 if sys.stderr.isatty() else 10.0
-        self.last: dict[str, float] = {}
+    def __init__(self, status: StatusLine, progress: Any) -> None:
+        self.status = status
+        self.progress = progress  # ExperimentProgress
 
     def __call__(self, event: Any) -> None:
         from bvae_desktop.core.experiment_results import headline
 
         kind, name = event.kind, event.run
+        self.progress.add(event)
         if kind == "step":
-            now = time.monotonic()
-            if self.quiet or now - self.last.get(name, 0.0) < self.interval:
-                return
-            self.last[name] = now
             info = event.info
-            print(
+            eta = self.progress.run_eta(name)
+            run_left = f" · {format_duration(eta)} left" if eta is not None else ""
+            self.status.status(
                 f"  {name}: step {info['step']:,}/{info['total']:,}  recon {info['recon']:.1f}  KL {info['kl']:.2f}  "
-                f"{info['images_per_s']:.0f} img/s",
-                file=sys.stderr,
+                f"{info['images_per_s']:.0f} img/s{run_left} · {self.progress.overall_text()}",
+                key=name,
+                force=info["step"] >= info["total"],
             )
-        elif kind == "metric" and not self.quiet:
-            print(f"  {name}: scoring {event.info['name']}", file=sys.stderr)
+        elif kind == "metric":
+            if "done" not in event.info:
+                self.status.note(f"  {name}: scoring {event.info['name']}")
+            else:
+                done = event.info["done"] >= event.info["total"]
+                text = f"  {self.progress.run_text(name)} · {self.progress.overall_text()}"
+                self.status.status(text, key=name, force=done and event.info.get("part") == event.info.get("parts"))
         elif kind in ("skipped", "finished"):
             row = headline(event.result or {})
             verb = "already finished" if kind == "skipped" else "finished"
-            print(
+            self.status.line(
                 f"{name}: {verb}; recon {row['recon']:.2f}, KL {row['kl']:.2f}, β-VAE metric {row['beta_vae']:.3f}, "
-                f"MIG {row['mig']:.3f}",
-                file=sys.stderr,
+                f"MIG {row['mig']:.3f}"
             )
         elif kind == "started":
             where = event.info.get("where")  # the ray executor: which node, which attempt
-            print(f"{name}: started" + (f" ({where})" if where else ""), file=sys.stderr)
+            self.status.line(f"{name}: started" + (f" ({where})" if where else ""))
         elif kind == "note":
-            print(event.info.get("message", ""), file=sys.stderr)
+            self.status.line(event.info.get("message", ""))
         elif kind in ("failed", "stopped"):
-            print(f"{name}: {kind}: {event.info.get('message', '')}", file=sys.stderr)
+            self.status.line(f"{name}: {kind}: {event.info.get('message', '')}")
         elif kind == "done":
             info = event.info
-            print(f"{info['finished']} of {info['total']} runs finished", file=sys.stderr)
+            self.status.line(f"{info['finished']} of {info['total']} runs finished")

@@ -6,6 +6,7 @@ at any moment either has a complete result or none (and continues from its check
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable
@@ -18,12 +19,13 @@ import torch
 
 from bvae_desktop.core.atomic import atomic_write_text
 from bvae_desktop.core.checkpoint import Checkpoint, load_checkpoint
-from bvae_desktop.core.config import TrainConfig
+from bvae_desktop.core.config import MAX_STEPS, TrainConfig
 from bvae_desktop.core.data.imageset import ImageSet
 from bvae_desktop.core.device import device_label
 from bvae_desktop.core.errors import CheckpointError
 from bvae_desktop.core.jsonfile import json_default
 from bvae_desktop.core.metrics import SUPERVISED, evaluate, scaled_counts
+from bvae_desktop.core.progress import ProgressRecord
 from bvae_desktop.core.trainer import CHECKPOINT_NAME, Trainer
 
 RESULT_NAME = "result.json"
@@ -88,7 +90,8 @@ class MetricPlan:
 
 
 Progress = Callable[[str, dict[str, Any]], None]
-"""progress(kind, info): kind "step" (info: step, total, loss, recon, kl) or "metric" (info: name)."""
+"""progress(kind, info): kind "step" (info: step, total, loss, recon, kl) or "metric" (info: name as the metric
+starts; then name with a ProgressRecord's fields, `ProgressRecord.to_info`, as it goes)."""
 
 
 def read_result(run_dir: Path) -> dict[str, Any] | None:
@@ -259,18 +262,11 @@ def finish_run(
     return result
 
 
-def score_trainer(
-    trainer: Trainer,
-    plan: MetricPlan,
-    *,
-    should_stop: Callable[[], bool] = lambda: False,
-    progress: Progress | None = None,
-) -> dict[str, dict[str, Any]]:
-    """Every planned metric on the trained encoder's means, on the trainer's device (the model is idle now)."""
+def _scoring_arguments(trainer: Trainer) -> dict[str, Any]:
+    """What `evaluate` (and `estimate`) need to score the trainer's encoder means on its device (the model is idle)."""
     trainer.sync_model()
     model = trainer.model.eval()
     device = trainer.device
-    data = trainer.dataset
 
     @torch.no_grad()
     def stats(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -285,33 +281,151 @@ def score_trainer(
         out = torch.sigmoid(model.decode(mean).float()).mul_(255).round_().to(torch.uint8)
         return out.cpu().contiguous().numpy()
 
+    # on a GPU, big batches amortise the launches of rendering and encoding many small images
+    batch = {"represent_batch": 4096} if device.type == "cuda" else {}
+    return {
+        "data": trainer.dataset,
+        "represent": lambda images: stats(images)[0],
+        "represent_stats": stats,
+        "reconstruct": reconstruct,
+        "indices": trainer.val_indices,
+        **batch,
+    }
+
+
+def _scored(plan: MetricPlan, data: ImageSet) -> list[str]:
+    """The planned metrics that can run on `data` (supervised ones need factors)."""
+    return [n for n in plan.names if n not in SUPERVISED or data.factors is not None]
+
+
+def score_trainer(
+    trainer: Trainer,
+    plan: MetricPlan,
+    *,
+    should_stop: Callable[[], bool] = lambda: False,
+    progress: Progress | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Every planned metric on the trained encoder's means, on the trainer's device (the model is idle now).
+
+    Stops (RunStopped) between metrics and between chunks of a metric's sampling once `should_stop()`.
+    """
+    data = trainer.dataset
+    current = {"name": ""}
+
     def on_metric(name: str) -> None:
         if should_stop():
             raise RunStopped(f"stopped before the {name} metric")
+        current["name"] = name
         if progress is not None:
             progress("metric", {"name": name})
 
-    names = [n for n in plan.names if n not in SUPERVISED or data.factors is not None]
+    def on_record(record: ProgressRecord) -> None:
+        if should_stop():
+            raise RunStopped(f"stopped during the {current['name']} metric")
+        if progress is not None:
+            progress("metric", {"name": current["name"], **record.to_info()})
+
+    names = _scored(plan, data)
     skipped = {
         n: {"skipped": f"needs ground-truth factors; {data.name} has none"} for n in plan.names if n not in names
     }
     if not names:
         return skipped
-    # on a GPU, big batches amortise the launches of rendering and encoding many small images
-    batch = {"represent_batch": 4096} if device.type == "cuda" else {}
+    arguments = _scoring_arguments(trainer)
     results = evaluate(
-        data,
-        lambda images: stats(images)[0],
+        arguments.pop("data"),
+        arguments.pop("represent"),
         names,
         seed=plan.seed,
         progress=on_metric,
-        represent_stats=stats,
-        reconstruct=reconstruct,
-        indices=trainer.val_indices,
-        **batch,
+        on_progress=on_record,
+        **arguments,
         **plan.keyword_arguments(),
     )
     return {**results, **skipped}
+
+
+# ----- estimates before a run: a short, seeded probe on this machine ---------------------------------------
+PROBE_TRAIN_S = 0.8  # time the training steps at least this long (fewer when the runs are shorter) ...
+PROBE_MAX_STEPS = 40  # ... and at most this many steps
+PROBE_WARMUP_STEPS = 2  # first steps allocate and pick kernels: not timed
+
+
+@dataclass(frozen=True)
+class RunCosts:
+    """What one run (or one stack of runs trained together) costs here, from `probe_runs`."""
+
+    step_s: float  # one training step of the whole stack
+    validate_s: float  # one validation of one run
+    metrics_s: dict[str, float]  # scoring one run, per metric
+    stack: int  # runs in the probed stack
+    device: str  # where it was measured (device_label)
+    probe_s: float  # how long probing took
+    compiled: bool  # the configs ask for torch.compile: the probe ran eager
+
+
+def probe_runs(
+    configs: list[TrainConfig],
+    plan: MetricPlan,
+    *,
+    dataset: ImageSet | None = None,
+    clock: Callable[[], float] = time.perf_counter,
+) -> RunCosts:
+    """Train `configs` together (one run, or a stack) for a few seeded steps in no folder, time them, then time
+    the planned metrics' slow parts on the probe's model (core/metrics/_cost.py). About two seconds on a CPU."""
+    from bvae_desktop.core.metrics import estimate
+    from bvae_desktop.core.stacked import StackedTrainer
+
+    started = clock()
+    warmup = min(min(c.steps for c in configs), PROBE_WARMUP_STEPS)
+    quiet = {"steps": warmup, "val_every": MAX_STEPS, "checkpoint_every": MAX_STEPS, "compile": "off"}  # no pauses
+    probe_configs = [dataclasses.replace(c, **quiet).validate() for c in configs]
+    stack = StackedTrainer(probe_configs, dataset=dataset) if len(probe_configs) > 1 else None
+    members = stack.members if stack is not None else [Trainer(probe_configs[0], dataset=dataset)]
+    trainer = members[0]
+
+    def train() -> None:
+        for _ in stack.steps() if stack is not None else trainer.steps():
+            if trainer.step > warmup and clock() - phase >= PROBE_TRAIN_S:
+                (stack or trainer).stop()
+
+    phase = clock()
+    train()  # the first steps allocate and pick kernels: not timed
+    more = min(min(c.steps for c in configs) - warmup, PROBE_MAX_STEPS)
+    if more > 0:
+        for member in members:
+            member.config.steps = warmup + more
+        phase = clock()
+        train()
+        step_s = (clock() - phase) / max(1, trainer.step - warmup)
+    else:  # runs of a step or two: time what there was
+        step_s = (clock() - phase) / max(1, trainer.step)
+    t = clock()
+    trainer.validate()
+    validate_s = clock() - t
+    data = trainer.dataset
+    names = _scored(plan, data)
+    metrics_s: dict[str, float] = {}
+    if names:
+        arguments = _scoring_arguments(trainer)
+        found = estimate(
+            arguments.pop("data"),
+            arguments.pop("represent"),
+            names,
+            seed=plan.seed,
+            **arguments,
+            **plan.keyword_arguments(),
+        )
+        metrics_s = dict(found.seconds)
+    return RunCosts(
+        step_s=step_s,
+        validate_s=validate_s,
+        metrics_s=metrics_s,
+        stack=len(configs),
+        device=device_label(trainer.device),
+        probe_s=clock() - started,
+        compiled=any(c.compile == "on" or (c.compile == "auto" and trainer.device.type == "cuda") for c in configs),
+    )
 
 
 def _step_info(event: Any) -> dict[str, Any]:
@@ -342,16 +456,16 @@ def _kl_per_dim_on_validation(trainer: Trainer) -> np.ndarray:
     return kl.mean(dim=0).cpu().numpy()
 
 
-
-
 __all__ = [
     "RESULT_NAME",
     "MetricPlan",
+    "RunCosts",
     "RunSpec",
     "RunStopped",
     "execute_run",
     "execute_stack",
     "finish_run",
+    "probe_runs",
     "read_result",
     "score_trainer",
 ]

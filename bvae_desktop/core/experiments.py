@@ -11,6 +11,10 @@ Runs go one after another in this process, in `workers` processes, or as tasks o
 executors: core/executors.py, core/ray_executor.py). Stopping keeps every
 finished run and the checkpoint of each unfinished one; running again skips the finished runs
 and continues the others from their checkpoints.
+
+Before it starts, `Experiment.estimate()` says how long the runs still to do should take here (a
+short probe: `probe_runs`); while it runs, `ExperimentProgress` folds its events into each run's
+progress and one ETA for all of them.
 """
 
 from __future__ import annotations
@@ -42,9 +46,11 @@ from bvae_desktop.core.experiment_run import (
     RunStopped,
     execute_run,
     execute_stack,
+    probe_runs,
     read_result,
 )
 from bvae_desktop.core.jsonfile import read_json_object
+from bvae_desktop.core.progress import EtaEstimator, ProgressRecord, WeightedProgress, format_duration
 
 SPEC_NAME = "experiment.json"
 RUNS_DIR = "runs"
@@ -236,6 +242,7 @@ class Experiment:
             )
         self.spec = (spec or saved).validate()  # type: ignore[union-attr]
         self._stop = threading.Event()
+        self._datasets: dict[tuple[str, str | None], ImageSet] = {}  # loaded once, for the probe and the runs
 
     @property
     def runs(self) -> list[RunSpec]:
@@ -250,6 +257,25 @@ class Experiment:
 
     def stop(self) -> None:
         self._stop.set()
+
+    def pending(self) -> list[RunSpec]:
+        """The runs with no finished result yet, in run order."""
+        return [run for run in self.runs if read_result(self.run_dir(run)) is None]
+
+    def dataset(self, config: TrainConfig) -> ImageSet:
+        key = (config.dataset, config.data_path)
+        if key not in self._datasets:
+            self._datasets[key] = load_dataset(*key)
+        return self._datasets[key]
+
+    def estimate(self, threads: int | None = None) -> ExperimentEstimate:
+        """How long the runs still to do should take here, from a short probe that writes nothing."""
+        pending = self.pending()
+        if not pending:
+            return ExperimentEstimate.nothing_to_do(self.spec)
+        dataset = self.dataset(pending[0].config)
+        resumed = sum((self.run_dir(run) / "checkpoint.pt").exists() for run in pending)
+        return estimate_experiment(self.spec, pending, dataset=dataset, threads=threads, resumed=resumed)
 
     @property
     def stopping(self) -> bool:
@@ -273,6 +299,7 @@ class Experiment:
         if pending and not self.stopping:
             executor.run(pending, sink, failed)  # local: _run_here; processes: _run_parallel; ray: core/ray_executor.py
         self.publish()
+        self._datasets.clear()  # the window keeps the experiment: not its images
         finished = sum(r is not None for r in self.results().values())
         complete = finished == len(self.runs)
         sink(
@@ -300,17 +327,13 @@ class Experiment:
 
     # ----- in this process ---------------------------------------------------------------------
     def _run_here(self, stacks: list[list[RunSpec]], sink: EventSink, failed: list[str]) -> None:
-        datasets: dict[tuple[str, str | None], ImageSet] = {}
         for stack in stacks:
             if self.stopping:
                 break
-            key = (stack[0].config.dataset, stack[0].config.data_path)
             for run in stack:
                 sink(ExperimentEvent("started", run.name, {"label": run.label, "total": run.config.steps}))
             try:
-                if key not in datasets:
-                    datasets[key] = load_dataset(*key)
-                outcomes = self._train_here(stack, datasets[key], sink)
+                outcomes = self._train_here(stack, self.dataset(stack[0].config), sink)
             except (BvaeError, RuntimeError, ValueError, OSError) as exc:
                 outcomes = {run.name: exc for run in stack}
             stopped = False
@@ -514,3 +537,234 @@ def _plain_outcome(outcome: Any) -> dict[str, Any]:
     if isinstance(outcome, BaseException):
         return {"status": "failed", "message": f"{type(outcome).__name__}: {outcome}"}
     return {"status": "finished", "result": outcome}
+
+
+# ----- before and while running: the estimate and the progress ------------------------------------------
+@dataclass(frozen=True)
+class ExperimentEstimate:
+    """How long runs should take here, from `probe_runs` scaled by the steps, the stacks and the runs at once."""
+
+    runs: int  # runs still to do
+    total_s: float  # wall time for all of them
+    train_s: float  # one run's training, validation included (its share of a stack's pass)
+    metrics_s: dict[str, float]  # scoring one run, per metric
+    parallel: int  # stacks training at once (worker processes)
+    stack: int  # runs trained in one pass
+    device: str
+    threads: int  # torch threads per run, as timed
+    probe_s: float
+    notes: tuple[str, ...] = ()  # what else it assumed
+
+    @classmethod
+    def nothing_to_do(cls, spec: ExperimentSpec) -> ExperimentEstimate:
+        return cls(0, 0.0, 0.0, {}, 1, 1, spec.base.device, 0, 0.0)
+
+    @property
+    def scoring_s(self) -> float:
+        return sum(self.metrics_s.values())
+
+    def describe(self) -> str:
+        """One paragraph: the time, what it is made of, and what it assumed."""
+        if not self.runs:
+            return "Estimate: nothing to do, every run has finished."
+        at_once = f"{self.parallel} runs at a time" if self.parallel > 1 else "one run at a time"
+        stacked = f", {self.stack} in one pass" if self.stack > 1 else ""
+        threads = f" with {self.threads} torch thread{'s' if self.threads != 1 else ''}" if self.threads else ""
+        each = f"training {format_duration(self.train_s)}" + (
+            f" + metrics {format_duration(self.scoring_s)}" if self.metrics_s else ""
+        )
+        notes = "".join(f" {note}" for note in self.notes)
+        return (
+            f"Estimate: about {format_duration(self.total_s)} for {self.runs} run{'s' if self.runs != 1 else ''} "
+            f"(each: {each}); assumes {at_once}{stacked} on {self.device}{threads}, "
+            f"from a {self.probe_s:.1f} s probe.{notes}"
+        )
+
+
+def estimate_experiment(
+    spec: ExperimentSpec,
+    pending: Sequence[RunSpec] | None = None,
+    *,
+    dataset: ImageSet | None = None,
+    threads: int | None = None,
+    resumed: int = 0,
+) -> ExperimentEstimate:
+    """How long `pending` (default: every run of `spec`) should take here.
+
+    One probe trains the first stack for a few seeded steps and times the metrics' slow parts on its
+    model; every stack is then taken to cost that per step (scaled by its size) and per metric. Runs
+    in worker processes are timed with their share of the cores (`threads` overrides; it is set for
+    the probe only). Writes nothing.
+    """
+    import torch
+
+    from bvae_desktop.core.stacked import group_stackable, resolve_stack_size
+
+    runs = list(spec.runs() if pending is None else pending)
+    if not runs:
+        return ExperimentEstimate.nothing_to_do(spec)
+    size = resolve_stack_size(spec.stack, spec.base.device)
+    groups = group_stackable([r.config for r in runs], size)
+    parallel = min(spec.workers, len(groups)) if spec.executor == "processes" else 1
+    if threads is None and parallel > 1:
+        threads = max(1, (os.cpu_count() or 1) // parallel)  # as _run_parallel gives each worker
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        timed_threads = torch.get_num_threads()
+        costs = probe_runs([runs[i].config for i in groups[0]], spec.metrics, dataset=dataset)
+    finally:
+        if threads is not None:
+            torch.set_num_threads(before)
+    scoring = sum(costs.metrics_s.values())
+    stack_seconds, train_seconds = [], []
+    for group in groups:
+        configs = [runs[i].config for i in group]
+        steps = max(c.steps for c in configs)
+        validations = sum(c.steps // c.val_every for c in configs)
+        train = steps * costs.step_s * len(group) / costs.stack + validations * costs.validate_s
+        train_seconds.append(train / len(group))
+        stack_seconds.append(train + scoring * len(group))
+    notes = []
+    if costs.compiled:
+        notes.append("Timed without torch.compile: compiled runs add their compile time, then usually go faster.")
+    if spec.executor == "ray":
+        notes.append("On a Ray cluster runs may go several at a time: this assumes one at a time, on this machine.")
+    if resumed:
+        notes.append(f"{resumed} run{'s' if resumed != 1 else ''} with a checkpoint counted from the start.")
+    return ExperimentEstimate(
+        runs=len(runs),
+        total_s=sum(stack_seconds) / parallel,
+        train_s=sum(train_seconds) / len(train_seconds),
+        metrics_s=dict(costs.metrics_s),
+        parallel=parallel,
+        stack=max(len(g) for g in groups),
+        device=costs.device,
+        threads=timed_threads,
+        probe_s=costs.probe_s,
+        notes=tuple(notes),
+    )
+
+
+@dataclass
+class _RunState:
+    step: int = 0
+    total: int = 0
+    metric: str = ""  # the metric being scored
+    scored: list[str] = field(default_factory=list)  # metrics done
+    record: ProgressRecord | None = None  # where the metric stands
+    state: str = "waiting"
+
+
+class ExperimentProgress:
+    """An experiment's events → where each run stands and one ETA for all runs (the CLI's lines, the window's label).
+
+    With an estimate each run weighs its estimated training and scoring time, so the ETA covers the
+    scoring; without one it weighs its steps, and the ETA is the training's only (`covers_scoring`).
+    Runs that finished before (skipped) count for nothing; a run that fails or stops leaves the plan.
+    """
+
+    def __init__(
+        self,
+        runs: Sequence[RunSpec],
+        estimate: ExperimentEstimate | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.estimate = estimate
+        self.covers_scoring = estimate is not None and bool(estimate.runs)
+        self._train = {r.name: (estimate.train_s if self.covers_scoring else float(r.config.steps)) for r in runs}
+        self._metrics = dict(estimate.metrics_s) if self.covers_scoring and estimate is not None else {}
+        weights = {name: train + sum(self._metrics.values()) for name, train in self._train.items()}
+        self.overall = WeightedProgress(weights, clock=clock)
+        self.clock = clock
+        self.runs = {r.name: _RunState(total=r.config.steps) for r in runs}
+        self._steps = {r.name: EtaEstimator(clock=clock) for r in runs}
+        self._stopping = False
+
+    def add(self, event: ExperimentEvent) -> None:
+        run = self.runs.get(event.run)
+        if run is None:
+            return
+        kind, info = event.kind, event.info
+        if kind == "started":
+            run.state = "training"
+        elif kind == "step":
+            run.state, run.step, run.total = "training", int(info["step"]), int(info["total"])
+            self._steps[event.run].update(run.step, run.total)
+        elif kind == "metric":
+            run.state = "scoring"
+            record = ProgressRecord.from_info(info)
+            if record is None:  # a metric starts: the one before is done
+                if run.metric:
+                    run.scored.append(run.metric)
+                run.metric, run.record = str(info.get("name", "")), None
+            else:
+                run.record = record
+        elif kind in ("finished", "skipped"):
+            run.state = "finished"
+            self.overall.set(event.run, 1.0)
+            return
+        elif kind in ("failed", "stopped"):
+            run.state = kind
+            self.overall.settle(event.run)
+            return
+        self.overall.set(event.run, self.fraction(event.run))
+
+    def fraction(self, name: str) -> float:
+        """How far a run is: training and scoring weighed by their estimated time."""
+        run = self.runs[name]
+        train = self._train[name]
+        done = train * (run.step / run.total if run.total else 0.0)
+        if run.state == "scoring":
+            done = train + sum(self._metrics.get(m, 0.0) for m in run.scored)
+            if run.record is not None:
+                done += self._metrics.get(run.metric, 0.0) * run.record.fraction
+        whole = train + sum(self._metrics.values())
+        return min(1.0, done / whole) if whole > 0 else 0.0
+
+    def stopping(self) -> None:
+        """Asked to stop: no ETA from here on."""
+        self._stopping = True
+        self.overall.pause()
+        for estimator in self._steps.values():
+            estimator.pause()
+
+    def eta_s(self) -> float | None:
+        return self.overall.eta_s()
+
+    def run_text(self, name: str) -> str:
+        """'beta-4_seed-0: step 1,200/5,000 · 3m 10s left' or '...: β-VAE metric 1,200/15,000 points · 2m left'."""
+        run = self.runs[name]
+        if run.state == "scoring":
+            from bvae_desktop.core.metrics import METRIC_LABELS
+
+            what = (
+                run.record.text()
+                if run.record is not None
+                else f"scoring the {METRIC_LABELS.get(run.metric, run.metric)}"
+            )
+            return f"{name}: {what}"
+        if run.state == "training":
+            eta = self.run_eta(name)
+            left = f" · {format_duration(eta)} left" if eta is not None else ""
+            return f"{name}: step {run.step:,}/{run.total:,}{left}"
+        return f"{name}: {run.state}"
+
+    def run_eta(self, name: str) -> float | None:
+        """Seconds left in a run's training (None until its pace is known, and once it trains no more)."""
+        run = self.runs[name]
+        return self._steps[name].eta() if run.state == "training" and run.step < run.total else None
+
+    def overall_text(self) -> str:
+        """'All runs: about 42m left' (or what is still unknown)."""
+        finished = sum(r.state == "finished" for r in self.runs.values())
+        count = f"{finished} of {len(self.runs)} runs finished"
+        if self._stopping:
+            return f"{count}; stopping"
+        eta = self.eta_s()
+        if eta is None:
+            return f"{count}; measuring the pace…"
+        what = "left" if self.covers_scoring else "of training left (scoring not included: estimate first)"
+        return f"{count}; about {format_duration(eta)} {what}"

@@ -2,11 +2,15 @@
 
 Data, network, learning rate and batch size come from the Training panel, so an experiment is
 "this run, at several β". The engine (core/experiments.py) does the work in a QThread, or in
-worker processes; this view only shows its events and the finished results on disk.
+worker processes; this view only shows its events and the finished results on disk. "Estimate time"
+measures, in another QThread, how long the settings should take here; while an experiment runs,
+the time label says where the latest run is (its step or its metric) and how long all runs have left.
+The setup column scrolls rather than squeeze its labels and fields in a small window (1024x640).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -15,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QThread, QUrl, Signal
+from PySide6.QtCore import Qt, QThread, QUrl, Signal
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -24,6 +28,7 @@ from PySide6.QtWidgets import (
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
+    QFrame,
     QGroupBox,
     QHBoxLayout,
     QHeaderView,
@@ -31,8 +36,10 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QSpinBox,
     QSplitter,
+    QStyle,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -48,13 +55,16 @@ from bvae_desktop.core.experiments import (
     DEFAULT_BETAS,
     SPEC_NAME,
     Experiment,
+    ExperimentEstimate,
     ExperimentEvent,
+    ExperimentProgress,
     ExperimentSpec,
     load_spec,
 )
+from bvae_desktop.core.progress import format_duration
 from bvae_desktop.core.trainer import CHECKPOINT_NAME
 from bvae_desktop.gui.executor_panel import ExecutorPanel
-from bvae_desktop.gui.experiment_worker import ExperimentWorker
+from bvae_desktop.gui.experiment_worker import EstimateWorker, ExperimentWorker
 from bvae_desktop.gui.pg_setup import configure_pyqtgraph
 from bvae_desktop.gui.worker import start_worker
 
@@ -80,6 +90,9 @@ PLOTS = (
 )
 _COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 _FIXED_COLUMNS = ("run", "β", "seed", "status", "step")
+_SETUP_MAX_WIDTH = 400  # the setup column; the table and the plot take the rest
+_PLOT_CHOICE_CHARS = 24  # the plot menu shows this many characters when the window is narrow
+_FORM_SPACING = 4  # pixels between the setup's rows and the widgets below it
 
 
 class ExperimentsView(QWidget):
@@ -93,15 +106,24 @@ class ExperimentsView(QWidget):
         base_config: Callable[[], TrainConfig] = TrainConfig,
         runs_dir: Callable[[], Path] = lambda: Path("runs"),
         open_url: Callable[[QUrl], object] = QDesktopServices.openUrl,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(objectName="experimentsView")
         configure_pyqtgraph()
         self._base_config = base_config
         self._runs_dir = runs_dir
         self.open_url = open_url
+        self.clock = clock  # of the ETAs (tests give their own)
         self.experiment: Experiment | None = None
         self.worker: ExperimentWorker | None = None
         self.thread: QThread | None = None
+        self.estimate_worker: EstimateWorker | None = None
+        self.estimate_thread: QThread | None = None
+        self.estimate: ExperimentEstimate | None = None
+        self._estimate_key: str | None = None  # the settings `estimate` was measured for
+        self._pending_key: str | None = None  # ... and those being measured
+        self.progress: ExperimentProgress | None = None
+        self._started_at = 0.0
         self._rows: dict[str, int] = {}
         self._build()
         self._on_kind_changed()
@@ -111,6 +133,7 @@ class ExperimentsView(QWidget):
     def _build(self) -> None:
         setup = QGroupBox("Experiment", objectName="experimentSetup")
         form = QFormLayout(setup)
+        form.setVerticalSpacing(_FORM_SPACING)  # every row fits a 640-pixel-high window, with room for the estimate
         self.kindCombo = QComboBox(objectName="experimentKindCombo")
         self.kindCombo.addItem("β sweep", "sweep")
         self.kindCombo.addItem("VAE against β-VAE", "compare")
@@ -118,6 +141,7 @@ class ExperimentsView(QWidget):
         form.addRow("Kind", self.kindCombo)
         self.betasEdit = QLineEdit(", ".join(f"{b:g}" for b in DEFAULT_BETAS), objectName="experimentBetasEdit")
         self.betasEdit.setToolTip("β values of the sweep, comma-separated (summed unit: Higgins' β=4 on dSprites)")
+        self.betasEdit.setMinimumWidth(_text_field_width(self.betasEdit))  # the default list shows whole
         form.addRow("β values", self.betasEdit)
         self.compareBetaSpin = QDoubleSpinBox(objectName="compareBetaSpin", decimals=3, minimum=0.0, maximum=1000.0)
         self.compareBetaSpin.setValue(4.0)
@@ -167,6 +191,11 @@ class ExperimentsView(QWidget):
         self.startButton.clicked.connect(self.start)
         self.stopButton = QPushButton("Stop", objectName="stopExperimentButton")
         self.stopButton.clicked.connect(self.stop)
+        self.estimateButton = QPushButton("Estimate time", objectName="estimateExperimentButton")
+        self.estimateButton.setToolTip(
+            "time a few training steps and the metrics' slow parts here, and say how long these settings take"
+        )
+        self.estimateButton.clicked.connect(self.estimate_time)
         self.openButton = QPushButton("Open experiment…", objectName="openExperimentButton")
         self.openButton.clicked.connect(self._on_open_folder)
         self.reportButton = QPushButton("Open report", objectName="openReportButton")
@@ -174,22 +203,35 @@ class ExperimentsView(QWidget):
         self.runButton = QPushButton("Open run in explorer", objectName="openRunButton")
         self.runButton.clicked.connect(self.open_selected_run)
         self.progressBar = QProgressBar(objectName="experimentProgress")
+        self.timeLabel = QLabel("", objectName="experimentTime")  # the estimate; while running, progress and ETA
+        self.timeLabel.setWordWrap(True)
         self.statusLabel = QLabel("", objectName="experimentStatus")
         self.statusLabel.setWordWrap(True)
         left = QVBoxLayout()
+        left.setContentsMargins(0, 0, 0, 0)
+        left.setSpacing(_FORM_SPACING)
         left.addWidget(setup)
-        for pair in ((self.startButton, self.stopButton), (self.openButton, self.reportButton)):
+        for buttons in ((self.startButton, self.stopButton, self.estimateButton), (self.openButton, self.reportButton)):
             row = QHBoxLayout()
-            for button in pair:
+            for button in buttons:
                 row.addWidget(button)
             left.addLayout(row)
         left.addWidget(self.runButton)
         left.addWidget(self.progressBar)
+        left.addWidget(self.timeLabel)
         left.addWidget(self.statusLabel)
         left.addStretch(1)
-        left_widget = QWidget()
+        left_widget = QWidget(objectName="experimentSetupColumn")
         left_widget.setLayout(left)
-        left_widget.setMaximumWidth(380)
+        # a small window scrolls the setup column instead of squeezing (clipping) its labels and fields
+        self.setupScroll = QScrollArea(objectName="experimentSetupScroll")
+        self.setupScroll.setWidget(left_widget)
+        self.setupScroll.setWidgetResizable(True)
+        self.setupScroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.setupScroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scrollbar = self.style().pixelMetric(QStyle.PixelMetric.PM_ScrollBarExtent)
+        self.setupScroll.setMinimumWidth(left_widget.minimumSizeHint().width() + scrollbar)
+        self.setupScroll.setMaximumWidth(max(_SETUP_MAX_WIDTH, self.setupScroll.minimumWidth()))
 
         self.table = QTableWidget(0, len(_FIXED_COLUMNS) + len(TABLE_KEYS), objectName="experimentTable")
         self.table.setHorizontalHeaderLabels([*_FIXED_COLUMNS, *(_SHORT[k] for k in TABLE_KEYS)])
@@ -206,6 +248,9 @@ class ExperimentsView(QWidget):
         self.plotChoice = QComboBox(objectName="plotChoiceCombo")
         for key, title in PLOTS:
             self.plotChoice.addItem(title, key)
+        # the longest title would set the view's minimum width; the list still shows every title whole
+        self.plotChoice.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.plotChoice.setMinimumContentsLength(_PLOT_CHOICE_CHARS)
         self.plotChoice.currentIndexChanged.connect(self.refresh_plot)
         self.plot = pg.PlotWidget(objectName="experimentPlot")
         self.plot.showGrid(x=True, y=True, alpha=0.3)
@@ -223,8 +268,22 @@ class ExperimentsView(QWidget):
         right.addWidget(plot_box)
         right.setSizes([300, 420])
         layout = QHBoxLayout(self)
-        layout.addWidget(left_widget)
+        layout.addWidget(self.setupScroll)
         layout.addWidget(right, 1)
+        for signal in (
+            self.kindCombo.currentIndexChanged,
+            self.betasEdit.textChanged,
+            self.compareBetaSpin.valueChanged,
+            self.seedsEdit.textChanged,
+            self.stepsSpin.valueChanged,
+            self.workersSpin.valueChanged,
+            self.stackSpin.valueChanged,
+            self.metricsEdit.textChanged,
+            self.metricScaleCombo.currentIndexChanged,
+            self.folderEdit.textChanged,
+            self.executorPanel.executorChanged,
+        ):
+            signal.connect(self._on_settings_changed)
 
     # ----- setup -----------------------------------------------------------------------------
     def _on_kind_changed(self) -> None:
@@ -278,25 +337,41 @@ class ExperimentsView(QWidget):
     def running(self) -> bool:
         return self.thread is not None
 
+    @property
+    def estimating(self) -> bool:
+        return self.estimate_thread is not None
+
+    def _folder(self) -> Path | None:
+        text = self.folderEdit.text().strip()
+        return Path(text) if text else None
+
+    def _chosen_spec(self, folder: Path | None) -> ExperimentSpec:
+        """What Start would run: an opened experiment as it was set up (with this tab's way to run it), else the fields."""
+        if (
+            folder is not None
+            and (folder / SPEC_NAME).exists()
+            and self.experiment is not None
+            and self.experiment.folder == folder
+        ):
+            spec = ExperimentSpec.from_dict(self.experiment.spec.to_dict(), source=str(folder / SPEC_NAME))
+            spec.workers = self.workersSpin.value()
+            spec.stack = self.stackSpin.value()
+            spec.executor, spec.executor_options = self.executorPanel.executor(), self.executorPanel.options()
+            return spec.validate()
+        return self.spec()
+
+    @staticmethod
+    def _key(spec: ExperimentSpec, folder: Path | None) -> str:
+        return json.dumps({"folder": str(folder or ""), "spec": spec.to_dict()}, sort_keys=True, default=str)
+
     def start(self) -> bool:
         """Start (or continue) the experiment in the folder; False, with the reason shown, when it cannot."""
-        if self.running or self.executorPanel.probing:
+        if self.running or self.executorPanel.probing or self.estimating:
             return False
         try:
-            folder = Path(self.folderEdit.text().strip()) if self.folderEdit.text().strip() else None
-            if (
-                folder is not None
-                and (folder / SPEC_NAME).exists()
-                and self.experiment is not None
-                and self.experiment.folder == folder
-            ):
-                spec = self.experiment.spec  # an opened experiment continues as it was set up
-                spec.workers = self.workersSpin.value()
-                spec.stack = self.stackSpin.value()
-                spec.executor, spec.executor_options = self.executorPanel.executor(), self.executorPanel.options()
-                spec.validate()
-            else:
-                spec = self.spec()
+            folder = self._folder()
+            spec = self._chosen_spec(folder)
+            estimate = self.estimate if self._key(spec, folder) == self._estimate_key else None
             if folder is None:
                 folder = self._runs_dir() / "experiments" / f"{spec.kind}-{time.strftime('%Y%m%d-%H%M%S')}"
                 self.folderEdit.setText(str(folder))
@@ -306,6 +381,10 @@ class ExperimentsView(QWidget):
             self.errorOccurred.emit("Cannot start the experiment", str(exc))
             return False
         self.experiment = experiment
+        self.estimate, self._estimate_key = None, None  # used up: after this run the folder holds other work
+        self.progress = ExperimentProgress(experiment.runs, estimate, clock=self.clock)
+        self._started_at = self.clock()
+        self.timeLabel.setText(estimate.describe() if estimate is not None else "")
         self._fill_table()
         self.worker = ExperimentWorker(experiment)
         self.worker.runEvent.connect(self._on_run_event)
@@ -323,10 +402,63 @@ class ExperimentsView(QWidget):
             self.worker.stop()
             self.statusLabel.setText("stopping: the runs in progress save their checkpoints…")
             self.stopButton.setEnabled(False)
+            if self.progress is not None:
+                self.progress.stopping()
+                self.timeLabel.setText("Stopping: no time left to show.")
+
+    # ----- the estimate ------------------------------------------------------------------------
+    def estimate_time(self) -> bool:
+        """Measure, off the GUI thread, how long Start would take with these settings; the answer goes to timeLabel."""
+        if self.running or self.estimating:
+            return False
+        try:
+            folder = self._folder()
+            spec = self._chosen_spec(folder)
+        except BvaeError as exc:
+            self.timeLabel.setText(f"Cannot estimate: {exc}")
+            return False
+        self._pending_key = self._key(spec, folder)
+        self.timeLabel.setText("Estimating: timing a few training steps and the metrics' slow parts here…")
+        self.estimate_worker = EstimateWorker(spec, folder)
+        self.estimate_worker.estimated.connect(self._on_estimated)
+        self.estimate_worker.failed.connect(self._on_estimate_failed)
+        self.estimate_worker.finished.connect(self._on_estimate_done)
+        self.estimate_thread = start_worker(self.estimate_worker, "estimateThread")
+        self._update_buttons()
+        return True
+
+    def _on_estimated(self, estimate: ExperimentEstimate) -> None:
+        self.estimate, self._estimate_key = estimate, self._pending_key
+        self.timeLabel.setText(estimate.describe())
+
+    def _on_estimate_failed(self, message: str) -> None:
+        self.estimate, self._estimate_key = None, None
+        self.timeLabel.setText(f"Cannot estimate: {message}")
+
+    def _on_estimate_done(self) -> None:
+        self._release_estimate_thread()
+        self._update_buttons()
+
+    def _release_estimate_thread(self) -> None:
+        if self.estimate_thread is not None:
+            self.estimate_thread.quit()
+            self.estimate_thread.wait()
+        self.estimate_thread = None
+        self.estimate_worker = None
+
+    def _on_settings_changed(self, *_args: object) -> None:
+        if self.running or self.estimating or self.estimate is None:
+            return
+        self.estimate, self._estimate_key = None, None
+        self.timeLabel.setText("Settings changed since the estimate: Estimate time measures them again.")
 
     def shutdown(self, timeout_ms: int = 120_000) -> None:
-        """Stop and wait for the thread (window closing, tests)."""
+        """Stop and wait for the threads (window closing, tests)."""
         self.executorPanel.shutdown(timeout_ms)  # a "test connection" in progress
+        if self.estimate_thread is not None:  # a probe of a couple of seconds: let it end
+            self.estimate_thread.wait(timeout_ms)
+            QApplication.processEvents()
+            self._release_estimate_thread()
         if self.worker is not None:
             self.worker.stop()
         if self.thread is not None:
@@ -350,6 +482,12 @@ class ExperimentsView(QWidget):
             state = "finished" if complete else "stopped" if self.experiment.stopping else "ended with failures"
             self.statusLabel.setText(f"{state}: {done} of {len(results)} runs finished. {self.experiment.folder}")
             self.progressBar.setValue(done)
+            took = f"Took {format_duration(self.clock() - self._started_at)}"
+            estimate = self.progress.estimate if self.progress is not None else None
+            guess = (
+                f" (estimated {format_duration(estimate.total_s)})" if estimate is not None and estimate.runs else ""
+            )
+            self.timeLabel.setText(f"{took}{guess}.")
         self._release_thread()
         self.refresh_plot()
 
@@ -357,6 +495,7 @@ class ExperimentsView(QWidget):
         if event.kind == "note":  # the executor's word (Ray: which cluster, how many tasks)
             self.statusLabel.setText(event.info.get("message", ""))
             return
+        self._show_progress(event)
         row = self._rows.get(event.run)
         if row is None:
             return
@@ -368,6 +507,8 @@ class ExperimentsView(QWidget):
             "stopped": "stopped",
             "failed": "failed",
         }.get(event.kind, event.kind)
+        if event.kind == "metric" and "done" in event.info:
+            return  # the time label shows where the metric stands; the table keeps "scoring <name>"
         self._set(row, 3, status, tooltip=event.info.get("message", ""))
         if event.result is not None:
             self._show_result(row, event.result)
@@ -376,9 +517,18 @@ class ExperimentsView(QWidget):
             self.refresh_plot()
 
     def _on_run_progress(self, name: str, step: int, total: int) -> None:
+        self._show_progress(ExperimentEvent("step", name, {"step": step, "total": total}))
         row = self._rows.get(name)
         if row is not None:
             self._set(row, 4, f"{step:,} / {total:,}")
+
+    def _show_progress(self, event: ExperimentEvent) -> None:
+        """The time label: where the run heard from last stands, then all runs with the time they have left."""
+        progress = self.progress
+        if progress is None or event.run not in progress.runs or self.experiment is None or self.experiment.stopping:
+            return
+        progress.add(event)
+        self.timeLabel.setText(f"{progress.run_text(event.run)}\n{progress.overall_text()}")
 
     # ----- table -----------------------------------------------------------------------------
     def _fill_table(self) -> None:
@@ -499,7 +649,8 @@ class ExperimentsView(QWidget):
 
     def _update_buttons(self) -> None:
         running = self.running
-        self.startButton.setEnabled(not running and not self.executorPanel.probing)
+        self.startButton.setEnabled(not running and not self.executorPanel.probing and not self.estimating)
+        self.estimateButton.setEnabled(not running and not self.estimating)
         self.stopButton.setEnabled(running)
         self.openButton.setEnabled(not running)
         for widget in (
@@ -613,3 +764,13 @@ class ExperimentsView(QWidget):
                 self.plot.plot(
                     val["step"], val["recon"], pen=pg.mkPen(color, width=2), name=result.get("label", result["name"])
                 )
+
+
+def _text_field_width(edit: QLineEdit) -> int:
+    """The width a line edit needs to show its text whole: the text, its margins and the frame."""
+    margins = edit.textMargins()
+    frame = edit.style().pixelMetric(QStyle.PixelMetric.PM_DefaultFrameWidth, None, edit)
+    inner = 2  # QLineEdit's own horizontal margin on each side
+    return (
+        edit.fontMetrics().horizontalAdvance(edit.text()) + margins.left() + margins.right() + 2 * (frame + inner) + 4
+    )

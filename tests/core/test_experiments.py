@@ -2,23 +2,30 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import h5py
 import numpy as np
 import pytest
 
+from bvae_desktop.core import experiments as experiments_module
 from bvae_desktop.core.config import TrainConfig
 from bvae_desktop.core.errors import ConfigError
 from bvae_desktop.core.experiment_results import COLUMN_KEYS, read_curves, summarise
-from bvae_desktop.core.experiment_run import MetricPlan, read_result
+from bvae_desktop.core.experiment_run import MetricPlan, RunCosts, read_result
 from bvae_desktop.core.experiments import (
     DEFAULT_BETAS,
     Experiment,
     ExperimentError,
+    ExperimentEstimate,
+    ExperimentEvent,
+    ExperimentProgress,
     ExperimentSpec,
+    estimate_experiment,
     load_spec,
 )
+from bvae_desktop.core.progress import ProgressRecord
 
 
 def tiny_base(**changes) -> TrainConfig:
@@ -49,6 +56,9 @@ def test_tiny_sweep_writes_results_h5_json_and_a_self_contained_report(tmp_path)
     assert ("finished", "beta-1_seed-0") in kinds and ("finished", "beta-4_seed-0") in kinds
     assert [e.kind for e in events][-1] == "done"
     assert any(e.kind == "step" for e in events) and any(e.kind == "metric" and e.info["name"] == "mig" for e in events)
+    mig = [e.info for e in events if e.kind == "metric" and e.run == "beta-1_seed-0" and "done" in e.info]
+    assert mig and mig[-1]["name"] == "unsupervised" and mig[-1]["done"] == mig[-1]["total"]  # metric progress too
+    assert any(i["name"] == "mig" and i["label"] == "MIG" and (i["done"], i["unit"]) == (100, "images") for i in mig)
 
     folder = tmp_path / "sweep"
     document = json.loads((folder / "results.json").read_text())
@@ -94,6 +104,11 @@ def test_stopped_sweep_keeps_finished_runs_and_resume_skips_them(tmp_path):
     finished_before = (tmp_path / "sweep/runs/beta-1_seed-0/result.json").read_bytes()
 
     second = Experiment(tmp_path / "sweep")  # the saved spec is enough
+    before = {p: p.stat().st_mtime_ns for p in (tmp_path / "sweep").rglob("*")}
+    estimate = second.estimate()  # the run still to do, probed in no folder
+    assert estimate.runs == 1 and estimate.total_s > 0 and set(estimate.metrics_s) == {"mig", "unsupervised"}
+    assert "1 run with a checkpoint counted from the start." in estimate.describe()
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "sweep").rglob("*")} == before  # nothing written
     ok, events = collect(second)
     assert ok
     by_run = {(e.kind, e.run) for e in events}
@@ -159,7 +174,10 @@ def test_spec_validation_names_the_bad_setting():
     with pytest.raises(ConfigError, match="workers"):
         ExperimentSpec.sweep(tiny_base(), [1.0], workers=0)
     capacity = ExperimentSpec.sweep(tiny_base(objective="beta-b"), [10.0, 100.0])  # a sweep varies γ there
-    assert [(r.name, r.config.gamma) for r in capacity.runs()] == [("beta-b-10_seed-0", 10.0), ("beta-b-100_seed-0", 100.0)]
+    assert [(r.name, r.config.gamma) for r in capacity.runs()] == [
+        ("beta-b-10_seed-0", 10.0),
+        ("beta-b-100_seed-0", 100.0),
+    ]
     spec = ExperimentSpec.sweep(tiny_base())
     assert spec.betas == list(DEFAULT_BETAS) and len(spec.runs()) == 8
     assert ExperimentSpec.from_dict(json.loads(json.dumps(spec.to_dict()))).same_runs_as(spec)
@@ -209,3 +227,91 @@ def test_a_worker_whose_parent_is_gone_stops(monkeypatch):
     monkeypatch.setattr(os, "getppid", lambda: experiments._worker_parent)
     stop.set()
     assert experiments._worker_should_stop()
+
+
+def fixed_probe(monkeypatch, **changes) -> list[int]:
+    """probe_runs answering fixed costs: 10 ms a step, 0.5 s a validation, 2 s + 1 s of metrics per run."""
+    costs = dict(step_s=0.01, validate_s=0.5, metrics_s={"mig": 2.0, "unsupervised": 1.0}, stack=1, device="CPU")
+    costs.update(probe_s=0.3, compiled=False, **changes)
+    stacks: list[int] = []
+
+    def probe(configs, plan, *, dataset=None):
+        stacks.append(len(configs))
+        return RunCosts(**costs)
+
+    monkeypatch.setattr(experiments_module, "probe_runs", probe)
+    return stacks
+
+
+def test_the_estimate_scales_with_steps_runs_and_runs_at_once(monkeypatch):
+    stacks = fixed_probe(monkeypatch)
+    spec = ExperimentSpec.sweep(tiny_base(steps=100, val_every=50), [1.0, 4.0], seeds=[0, 1], metrics=tiny_plan())
+    four = estimate_experiment(spec)
+    assert (four.runs, four.parallel, four.stack) == (4, 1, 1) and stacks == [1]  # one run probed
+    assert four.train_s == pytest.approx(100 * 0.01 + 2 * 0.5) and four.scoring_s == pytest.approx(3.0)
+    assert four.total_s == pytest.approx(4 * 5.0)
+    assert four.describe().startswith("Estimate: about 20s for 4 runs (each: training 2s + metrics 3s); assumes one")
+    assert "on CPU with" in four.describe() and "from a 0.3 s probe" in four.describe()
+    longer = estimate_experiment(dataclasses.replace(spec, base=tiny_base(steps=400, val_every=50)).validate())
+    assert longer.total_s == pytest.approx(4 * (400 * 0.01 + 8 * 0.5 + 3.0))
+    two = estimate_experiment(spec, spec.runs()[:2])  # the runs still to do
+    assert two.runs == 2 and two.total_s == pytest.approx(10.0)
+    parallel = ExperimentSpec.sweep(
+        tiny_base(steps=100, val_every=50), [1.0, 4.0], seeds=[0, 1], metrics=tiny_plan(), workers=2
+    )
+    at_once = estimate_experiment(parallel)
+    assert at_once.parallel == 2 and at_once.total_s == pytest.approx(10.0) and "2 runs at a time" in at_once.describe()
+    assert estimate_experiment(spec, []).describe() == "Estimate: nothing to do, every run has finished."
+
+
+def test_a_stack_is_probed_whole_and_costs_its_steps_once(monkeypatch):
+    stacks = fixed_probe(monkeypatch, step_s=0.03, stack=3)  # a pass of 3 runs: 30 ms a step
+    spec = ExperimentSpec.sweep(tiny_base(steps=100, val_every=50), [1.0, 2.0, 4.0], metrics=tiny_plan(), stack=3)
+    found = estimate_experiment(spec)
+    assert stacks == [3] and found.stack == 3
+    assert found.total_s == pytest.approx(100 * 0.03 + 3 * 2 * 0.5 + 3 * 3.0)
+    assert "3 in one pass" in found.describe()
+
+
+def test_progress_weighs_training_and_scoring_by_the_estimate_and_gives_one_eta():
+    spec = ExperimentSpec.sweep(tiny_base(steps=8), [1.0, 4.0], metrics=tiny_plan())
+    runs = spec.runs()
+    estimate = ExperimentEstimate(2, 40.0, 10.0, {"mig": 6.0, "unsupervised": 4.0}, 1, 1, "CPU", 1, 0.2)
+    now = [0.0]
+    progress = ExperimentProgress(runs, estimate, clock=lambda: now[0])
+    first, second = (r.name for r in runs)
+    progress.add(ExperimentEvent("started", first, {"total": 8}))
+    for step in range(1, 9):  # 10 estimated seconds of training in 10 s: the estimate holds
+        now[0] += 1.25
+        progress.add(ExperimentEvent("step", first, {"step": step, "total": 8}))
+    assert progress.fraction(first) == pytest.approx(0.5)
+    assert progress.run_text(first) == f"{first}: step 8/8"  # trained: no time left to show
+    progress.add(ExperimentEvent("metric", first, {"name": "mig"}))
+    now[0] += 3.0
+    record = ProgressRecord("MIG", 50, 100, "images", 3.0)
+    progress.add(ExperimentEvent("metric", first, {"name": "mig", **record.to_info()}))
+    assert progress.fraction(first) == pytest.approx((10 + 3) / 20)
+    assert progress.eta_s() == pytest.approx(40 - 13)  # 27 estimated seconds left at the measured 1 a second
+    assert progress.run_text(first) == f"{first}: MIG 50/100 images · 3s left"
+    assert progress.overall_text() == "0 of 2 runs finished; about 27s left"
+    progress.add(ExperimentEvent("finished", first, {}))
+    progress.add(ExperimentEvent("failed", second, {"message": "no"}))  # its work leaves the plan
+    assert progress.eta_s() == 0.0 and progress.overall_text().startswith("1 of 2 runs finished")
+
+
+def test_without_an_estimate_the_eta_is_the_trainings_and_says_so():
+    spec = ExperimentSpec.sweep(tiny_base(steps=10), [1.0], metrics=tiny_plan())
+    now = [0.0]
+    progress = ExperimentProgress(spec.runs(), clock=lambda: now[0])
+    name = spec.runs()[0].name
+    for step in range(1, 6):
+        now[0] += 1.0
+        progress.add(ExperimentEvent("step", name, {"step": step, "total": 10}))
+    assert progress.run_eta(name) == pytest.approx(5.0)
+    assert (
+        progress.overall_text()
+        == "0 of 1 runs finished; about 5s of training left (scoring not included: estimate first)"
+    )
+    progress.stopping()  # asked to stop: no time left to promise
+    assert progress.run_eta(name) is None and progress.eta_s() is None
+    assert progress.overall_text() == "0 of 1 runs finished; stopping"

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
+from PySide6.QtCore import QPoint, QRect, QSize
+from PySide6.QtGui import QFontMetrics
+from PySide6.QtWidgets import QApplication, QLabel, QPushButton, QStyle
 
 from bvae_desktop.core.config import TrainConfig
 from bvae_desktop.core.experiment_run import read_result
@@ -156,3 +160,90 @@ def test_open_report_without_a_browser_shows_the_path_and_copies_it(qtbot, tmp_p
     assert errors and path in errors[0][1] and path in view.statusLabel.text()
     view.experiment = None
     view.shutdown()
+
+
+def test_estimate_time_measures_off_the_gui_thread_and_goes_stale_when_settings_change(qtbot, view, tmp_path):
+    assert view.timeLabel.text() == "" and view.estimateButton.isEnabled()
+    view.estimateButton.click()
+    assert view.estimating  # the click returned while the probe runs in its own thread
+    assert not view.startButton.isEnabled() and not view.estimateButton.isEnabled()
+    assert view.timeLabel.text().startswith("Estimating")
+    qtbot.waitUntil(lambda: not view.estimating, timeout=WAIT_MS)
+    text = view.timeLabel.text()
+    assert text.startswith("Estimate: about ") and "for 2 runs (each: training " in text and "on CPU with" in text
+    assert view.estimate.runs == 2 and set(view.estimate.metrics_s) == {"mig", "unsupervised"}
+    assert view.estimate.total_s > 0 and view.startButton.isEnabled()
+    assert not (tmp_path / "runs").exists()  # the probe wrote nothing
+    view.stepsSpin.setValue(12)
+    assert view.estimate is None and view.timeLabel.text().startswith("Settings changed since the estimate")
+
+
+def test_while_running_the_time_label_shows_the_run_its_metric_and_the_time_left(qtbot, tmp_path):
+    ticks = iter(range(10**6))
+    view = ExperimentsView(
+        base_config=tiny_config,
+        runs_dir=lambda: tmp_path / "runs",
+        open_url=lambda url: True,
+        clock=lambda: 0.5 * next(ticks),  # every look at the clock: half a second later
+    )
+    qtbot.addWidget(view)
+    view.betasEdit.setText("1, 4")
+    view.stepsSpin.setValue(6)
+    view.metricsEdit.setText("mig,unsupervised")
+    view.metricScaleCombo.setCurrentIndex(view.metricScaleCombo.findData(100))
+    assert view.estimate_time()
+    qtbot.waitUntil(lambda: not view.estimating, timeout=WAIT_MS)
+    assert view.start()
+    shown = []
+    view.worker.runProgress.connect(lambda *args: shown.append(view.timeLabel.text()))
+    view.worker.runEvent.connect(lambda event: shown.append(view.timeLabel.text()))
+    with qtbot.waitSignal(view.worker.finished, timeout=WAIT_MS):
+        pass
+    qtbot.waitUntil(lambda: not view.running, timeout=5000)
+    steps = [t for t in shown if t.startswith("beta-1_seed-0: step ")]
+    assert steps and all(t.splitlines()[1].startswith(("0 of 2 runs finished; ", "1 of 2")) for t in steps)
+    assert any(t.startswith("beta-4_seed-0: MIG 100/100 images") for t in shown)  # a metric's progress
+    assert any(re.search(r"runs finished; about [0-9hms ]+ left$", t) for t in shown)  # all runs, scoring too
+    assert re.fullmatch(r"Took [0-9hms ]+ \(estimated [0-9hms ]+\)\.", view.timeLabel.text())
+    view.shutdown()
+
+
+def test_at_1024x640_every_label_and_the_beta_field_show_whole(qtbot, tmp_path):
+    settings = AppSettings(tmp_path / "settings.ini")
+    settings.runs_dir = tmp_path / "runs"
+    window = MainWindow(settings=settings)
+    qtbot.addWidget(window)
+    window.resize(1024, 640)
+    window.show()
+    window.tabs.setCurrentWidget(window.experimentsView)
+    qtbot.waitUntil(lambda: window.experimentsView.isVisible() and window.size() == QSize(1024, 640), timeout=5000)
+    view = window.experimentsView
+    view.timeLabel.setText(  # what an estimate looks like there
+        "Estimate: about 1h 20m for 8 runs (each: training 9m 30s + metrics 2m 10s); assumes one run at a "
+        "time on CPU with 2 torch threads, from a 2.1 s probe."
+    )
+    QApplication.processEvents()
+    labels = [label for label in view.findChildren(QLabel) if label.isVisible()]
+    assert len(labels) >= 12
+    viewport = view.setupScroll.viewport()
+    for label in labels:
+        need = label.minimumSizeHint() if label.wordWrap() else label.sizeHint()
+        assert label.width() >= need.width(), label.text()
+        if label.wordWrap():
+            assert label.height() >= label.heightForWidth(label.width()), label.text()
+        else:
+            assert label.height() >= need.height(), label.text()
+        if viewport.isAncestorOf(label):  # inside the scrolled column: on screen, not scrolled away
+            top_left = label.mapTo(viewport, QPoint(0, 0))
+            assert viewport.rect().contains(QRect(top_left, label.size())), label.text()
+    buttons = [b for b in view.setupScroll.widget().findChildren(QPushButton) if b.isVisible()]
+    assert {"Start", "Stop", "Estimate time", "Open run in explorer"} <= {b.text() for b in buttons}
+    for button in buttons:  # no caption cut off either
+        assert button.fontMetrics().horizontalAdvance(button.text()) + 8 <= button.width(), button.text()
+    field = view.betasEdit
+    assert field.isVisible() and field.text() == "0.001, 0.01, 0.1, 1, 2, 4, 8, 16"
+    frame = field.style().pixelMetric(QStyle.PixelMetric.PM_DefaultFrameWidth, None, field)
+    margins = field.textMargins()
+    room = field.contentsRect().width() - 2 * (frame + 2) - margins.left() - margins.right()
+    assert QFontMetrics(field.font()).horizontalAdvance(field.text()) <= room
+    window.close()

@@ -7,28 +7,36 @@
 scored. Each metric draws from its own random source made from `seed` only (the β-VAE and
 FactorVAE metrics from disentanglement_lib's `np.random.RandomState(seed)`, in its order, so that
 they return its numbers exactly; the others from `np.random.default_rng(seed)`), and returns its
-scores beside the settings it used.
+scores beside the settings it used. Each also takes `progress`, called after each chunk of its
+sampling and fitting (core/progress.py), which only watches: the numbers stay the same.
+`estimate` says beforehand how long `evaluate` will take here (metrics/_cost.py).
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from bvae_desktop.core.data.imageset import ImageSet
 from bvae_desktop.core.metrics._common import MetricError, Represent, Scores
+from bvae_desktop.core.metrics._cost import WORK, MachineCosts, probe_costs, settings_of
 from bvae_desktop.core.metrics.beta_vae import compute_beta_vae
 from bvae_desktop.core.metrics.dci import compute_dci
 from bvae_desktop.core.metrics.factor_vae import compute_factor_vae
 from bvae_desktop.core.metrics.mig import compute_mig
 from bvae_desktop.core.metrics.sap import compute_sap
 from bvae_desktop.core.metrics.unsupervised import compute_unsupervised
+from bvae_desktop.core.progress import ProgressSink, ProgressTracker, format_duration
 
 __all__ = [
     "METRICS",
+    "METRIC_LABELS",
     "SUPERVISED",
     "MetricError",
+    "MetricEstimate",
     "compute_beta_vae",
     "compute_dci",
     "compute_factor_vae",
@@ -36,6 +44,7 @@ __all__ = [
     "compute_sap",
     "compute_unsupervised",
     "count_defaults",
+    "estimate",
     "evaluate",
     "metric_names",
     "scaled_counts",
@@ -51,6 +60,15 @@ METRICS: dict[str, Callable[..., Scores]] = {
     "unsupervised": compute_unsupervised,
 }
 SUPERVISED = frozenset(METRICS) - {"unsupervised"}
+# what people read in progress lines and estimates
+METRIC_LABELS = {
+    "beta_vae": "β-VAE metric",
+    "factor_vae": "FactorVAE metric",
+    "mig": "MIG",
+    "dci": "DCI",
+    "sap": "SAP",
+    "unsupervised": "unsupervised scores",
+}
 
 # keys of a result that describe how it was computed rather than what it scored
 SETTING_KEYS = frozenset(
@@ -102,12 +120,38 @@ def scaled_counts(name: str, divisor: int = 10, minimum: int = 10) -> dict[str, 
     return {k: max(minimum, int(v) // divisor) for k, v in count_defaults(name).items()}
 
 
+def _runnable(data: ImageSet, names: str | Iterable[str], overrides: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The keyword arguments of each metric that can run on `data` (see `evaluate` for `overrides`)."""
+    per_metric = {k: v for k, v in overrides.items() if k in METRICS}
+    shared = {k: v for k, v in overrides.items() if k not in METRICS}
+    out: dict[str, dict[str, Any]] = {}
+    for name in metric_names(names):
+        if name in SUPERVISED and getattr(data, "factors", None) is None:
+            continue
+        params = inspect.signature(METRICS[name]).parameters
+        kwargs = {k: v for k, v in shared.items() if k in params}
+        extra = dict(per_metric.get(name) or {})
+        bad = [k for k in extra if k not in params or k == "progress"]
+        if bad:
+            raise MetricError(f"{name} takes no setting {', '.join(bad)}")
+        kwargs.update(extra)
+        out[name] = kwargs
+    return out
+
+
+def _skip_reason(data: ImageSet) -> str:
+    return f"needs ground-truth factors; {getattr(data, 'name', 'the data')} has none"
+
+
 def evaluate(
     data: ImageSet,
     represent: Represent,
     names: str | Iterable[str] = "all",
     seed: int = 0,
     progress: Callable[[str], None] | None = None,
+    *,
+    on_progress: ProgressSink | None = None,
+    progress_every: float = 0.5,
     **overrides: Any,
 ) -> dict[str, dict[str, Any]]:
     """Run several metrics; results keyed by metric name.
@@ -116,28 +160,60 @@ def evaluate(
     indices=...) goes to every metric that takes it; a metric's name with a dict
     (dci={"n_estimators": 20}) goes to that metric only and wins. Supervised metrics on data with
     no factors are skipped, with the reason under "skipped". `progress(name)` is called before each;
-    each result gets the wall time it took under "seconds".
+    `on_progress` gets each metric's ProgressRecords (label from METRIC_LABELS, with an ETA), at most
+    one per `progress_every` seconds plus the first and last of each part. Each result gets the wall
+    time it took under "seconds".
     """
-    import time
-
-    per_metric = {k: v for k, v in overrides.items() if k in METRICS}
-    shared = {k: v for k, v in overrides.items() if k not in METRICS}
+    runnable = _runnable(data, names, overrides)
     results: dict[str, dict[str, Any]] = {}
     for name in metric_names(names):
-        if name in SUPERVISED and getattr(data, "factors", None) is None:
-            results[name] = {"skipped": f"needs ground-truth factors; {getattr(data, 'name', 'the data')} has none"}
+        if name not in runnable:
+            results[name] = {"skipped": _skip_reason(data)}
             continue
         func = METRICS[name]
-        params = inspect.signature(func).parameters
-        kwargs = {k: v for k, v in shared.items() if k in params}
-        extra = dict(per_metric.get(name) or {})
-        bad = [k for k in extra if k not in params]
-        if bad:
-            raise MetricError(f"{name} takes no setting {', '.join(bad)}")
-        kwargs.update(extra)
+        kwargs = runnable[name]
+        if on_progress is not None and "progress" in inspect.signature(func).parameters:
+            kwargs["progress"] = ProgressTracker(METRIC_LABELS.get(name, name), on_progress, every_s=progress_every)
         if progress is not None:
             progress(name)
         started = time.perf_counter()
         results[name] = func(data, represent, seed=seed, **kwargs)
         results[name]["seconds"] = round(time.perf_counter() - started, 3)
     return results
+
+
+@dataclass(frozen=True)
+class MetricEstimate:
+    """Seconds each metric should take here (skipped ones left out), and what the probe measured."""
+
+    seconds: dict[str, float]
+    costs: MachineCosts
+
+    @property
+    def total_s(self) -> float:
+        return sum(self.seconds.values())
+
+    def breakdown(self) -> str:
+        """'β-VAE metric 31m, MIG 12s, ...'"""
+        return ", ".join(f"{METRIC_LABELS.get(n, n)} {format_duration(s)}" for n, s in self.seconds.items())
+
+
+def estimate(
+    data: ImageSet,
+    represent: Represent,
+    names: str | Iterable[str] = "all",
+    seed: int = 0,
+    **overrides: Any,
+) -> MetricEstimate:
+    """How long `evaluate` with the same arguments would take here, from a short seeded probe (about a second).
+
+    The probe represents one batch of images (more when that is quick) and, when DCI or SAP are asked
+    for, fits a tiny tree ensemble / LinearSVC; each metric's counts scale those costs (metrics/_cost.py).
+    """
+    runnable = _runnable(data, names, overrides)
+    settings = {n: settings_of(METRICS[n], kwargs) for n, kwargs in runnable.items()}
+    if not settings:
+        return MetricEstimate({}, MachineCosts(0.0))
+    costs = probe_costs(data, represent, settings, seed=seed)
+    seconds = {n: WORK[n](s, data, costs).seconds(costs) for n, s in settings.items() if n in WORK}
+    return MetricEstimate(seconds, costs)

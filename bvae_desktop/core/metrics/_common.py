@@ -18,6 +18,7 @@ import numpy as np
 
 from bvae_desktop.core.data.imageset import Factors, ImageSet
 from bvae_desktop.core.errors import BvaeError
+from bvae_desktop.core.progress import ProgressReport
 
 Represent = Callable[[np.ndarray], np.ndarray]
 Scores = dict[str, float | int | str | list]
@@ -98,17 +99,21 @@ def represent_indices(
     batch_size: int = DEFAULT_REPRESENT_BATCH,
     *,
     native: bool = False,
+    on_images: Callable[[int], None] | None = None,
 ) -> np.ndarray:
     """Codes (n, D) for the images at `indices`, represented `batch_size` images at a time.
 
     float64, or with `native` in the representation's own float type (float32 for an encoder),
-    as disentanglement_lib computes on what the representation returns.
+    as disentanglement_lib computes on what the representation returns. `on_images(n)` is told
+    how many images are done after each batch (progress; it draws nothing, so results stay the same).
     """
     indices = np.asarray(indices, dtype=np.int64).reshape(-1)
     parts = []
     for start in range(0, len(indices), batch_size):
         images = data.batch(indices[start : start + batch_size]).numpy()
         parts.append(_check_codes(represent(images), len(images), native))
+        if on_images is not None:
+            on_images(start + len(images))
     if not parts:
         raise MetricError("no observations to represent")
     width = {p.shape[1] for p in parts}
@@ -137,12 +142,13 @@ def represent_groups(
     batch_size: int = DEFAULT_REPRESENT_BATCH,
     *,
     native: bool = False,
+    on_images: Callable[[int], None] | None = None,
 ) -> list[np.ndarray]:
     """Represent several equally long index arrays in shared batches; one (len, D) code array per group."""
     if not groups:
         return []
     size = len(groups[0])
-    codes = represent_indices(data, represent, np.concatenate(groups), batch_size, native=native)
+    codes = represent_indices(data, represent, np.concatenate(groups), batch_size, native=native, on_images=on_images)
     return [codes[i * size : (i + 1) * size] for i in range(len(groups))]
 
 
@@ -203,3 +209,12 @@ def gap_top_two(matrix: np.ndarray) -> np.ndarray:
 
 def factor_names(factors: Factors, ks: Sequence[int]) -> str:
     return ",".join(factors.names[k] for k in ks)
+
+
+def report_images(
+    progress: ProgressReport | None, offset: int, total: int, part: int = 1, parts: int = 1
+) -> Callable[[int], None] | None:
+    """An `on_images` callback reporting `offset + n` of `total` images to `progress` (None without one)."""
+    if progress is None:
+        return None
+    return lambda n: progress(offset + n, total, "images", part, parts)

@@ -45,6 +45,7 @@ from bvae_desktop.core.metrics._common import (
     require_factors,
     varying_factors,
 )
+from bvae_desktop.core.progress import ProgressReport
 
 
 def compute_beta_vae(
@@ -58,8 +59,12 @@ def compute_beta_vae(
     l2_c: float = 1.0,
     max_iter: int = 100,
     represent_batch: int = DEFAULT_REPRESENT_BATCH,
+    progress: ProgressReport | None = None,
 ) -> Scores:
-    """β-VAE metric → train_accuracy, eval_accuracy, plus the settings used."""
+    """β-VAE metric → train_accuracy, eval_accuracy, plus the settings used.
+
+    `progress(done, total, "points")` after each chunk of training and evaluation points.
+    """
     factors = require_factors(data, "β-VAE")
     batch_size = check_count("batch_size", batch_size)
     num_train = check_count("num_train", num_train, 2)
@@ -67,10 +72,14 @@ def compute_beta_vae(
     max_iter = check_count("max_iter", max_iter)
     random_state = dl_random_state(seed)
     choices = varying_factors(factors)
-    x_train, y_train = _points(data, represent, factors, choices, batch_size, num_train, random_state, represent_batch)
+    total = num_train + num_eval
+    report = None if progress is None else (lambda done: progress(done, total, "points"))
+    args = (data, represent, factors, choices, batch_size)
+    x_train, y_train = _points(*args, num_train, random_state, represent_batch, report)
     model = _fit(x_train, y_train, l2_c, max_iter, random_state)
     train_accuracy = float(np.mean(model.predict(x_train) == y_train))
-    x_eval, y_eval = _points(data, represent, factors, choices, batch_size, num_eval, random_state, represent_batch)
+    after_train = None if report is None else (lambda done: report(num_train + done))
+    x_eval, y_eval = _points(*args, num_eval, random_state, represent_batch, after_train)
     return {
         "train_accuracy": train_accuracy,
         "eval_accuracy": float(np.mean(model.predict(x_eval) == y_eval)),
@@ -86,8 +95,10 @@ def compute_beta_vae(
     }
 
 
-def _points(data, represent, factors, choices, batch_size, count, random_state, represent_batch):
-    """Features (count, D) float64 and labels (count,): the position of the fixed factor among `choices`."""
+def _points(data, represent, factors, choices, batch_size, count, random_state, represent_batch, report=None):
+    """Features (count, D) float64 and labels (count,): the position of the fixed factor among `choices`.
+
+    `report(points done)` after each chunk."""
     labels = np.zeros(count, dtype=np.int64)
     points = None
     per_chunk = chunk_size(2 * batch_size, represent_batch)
@@ -106,6 +117,8 @@ def _points(data, represent, factors, choices, batch_size, count, random_state, 
             points = np.zeros((count, codes[0].shape[1]))
         for i, j in zip(range(start, stop), range(0, len(codes), 2), strict=True):
             points[i] = np.mean(np.abs(codes[j] - codes[j + 1]), axis=0)
+        if report is not None:
+            report(stop)
     return points, labels
 
 

@@ -23,11 +23,13 @@ from bvae_desktop.core.metrics._common import (
     Scores,
     check_count,
     factor_names,
+    report_images,
     represent_indices,
     require_factors,
     sample_observations,
     varying_factors,
 )
+from bvae_desktop.core.progress import ProgressReport
 
 
 def compute_dci(
@@ -39,8 +41,13 @@ def compute_dci(
     num_test: int = 5_000,
     n_estimators: int = 100,
     represent_batch: int = DEFAULT_REPRESENT_BATCH,
+    progress: ProgressReport | None = None,
 ) -> Scores:
-    """DCI → disentanglement, completeness, informativeness_train/_test, plus the settings used."""
+    """DCI → disentanglement, completeness, informativeness_train/_test, plus the settings used.
+
+    `progress(done, total, unit, part, 2)`: part 1 the observations represented ("images"), part 2
+    the classifiers' boosting stages (each fit's `monitor`, which only watches: the trees stay the same).
+    """
     try:
         from sklearn.ensemble import GradientBoostingClassifier
     except ImportError as exc:  # pragma: no cover - scikit-learn is a dependency
@@ -54,17 +61,23 @@ def compute_dci(
     used = varying_factors(factors)
     train_idx, train_y = sample_observations(factors, num_train, rng)
     test_idx, test_y = sample_observations(factors, num_test, rng)
-    train_x = represent_indices(data, represent, train_idx, represent_batch)
-    test_x = represent_indices(data, represent, test_idx, represent_batch)
+    images = num_train + num_test
+    train_x = represent_indices(
+        data, represent, train_idx, represent_batch, on_images=report_images(progress, 0, images, 1, 2)
+    )
+    test_x = represent_indices(
+        data, represent, test_idx, represent_batch, on_images=report_images(progress, num_train, images, 1, 2)
+    )
     importance = np.zeros((train_x.shape[1], len(used)))
     train_acc, test_acc = [], []
+    stages = n_estimators * len(used)
     for col, k in enumerate(used):
         if len(np.unique(train_y[:, k])) < 2:  # a tiny sample may miss classes; nothing to learn
             train_acc.append(1.0)
             test_acc.append(float(np.mean(test_y[:, k] == train_y[0, k])))
             continue
         model = GradientBoostingClassifier(n_estimators=n_estimators, random_state=int(rng.integers(2**31 - 1)))
-        model.fit(train_x, train_y[:, k])
+        model.fit(train_x, train_y[:, k], monitor=_stage_monitor(progress, col * n_estimators, stages))
         importance[:, col] = np.abs(model.feature_importances_)
         train_acc.append(float(np.mean(model.predict(train_x) == train_y[:, k])))
         test_acc.append(float(np.mean(model.predict(test_x) == test_y[:, k])))
@@ -79,6 +92,18 @@ def compute_dci(
         "classifier": f"GradientBoostingClassifier(n_estimators={n_estimators})",
         "factors": factor_names(factors, used),
     }
+
+
+def _stage_monitor(progress: ProgressReport | None, offset: int, total: int):
+    """A GradientBoostingClassifier `monitor` that reports boosting stages and never asks to stop early."""
+    if progress is None:
+        return None
+
+    def monitor(stage: int, _model: object, _locals: dict) -> bool:
+        progress(offset + stage + 1, total, "boosting stages", 2, 2)
+        return False
+
+    return monitor
 
 
 def _entropy_columns(p: np.ndarray, base: int) -> np.ndarray:

@@ -41,11 +41,13 @@ from bvae_desktop.core.metrics._common import (
     dl_sample_factors,
     factor_names,
     indices_of,
+    report_images,
     represent_groups,
     represent_indices,
     require_factors,
     varying_factors,
 )
+from bvae_desktop.core.progress import ProgressReport
 
 
 def compute_factor_vae(
@@ -59,10 +61,12 @@ def compute_factor_vae(
     num_variance_estimate: int = 10_000,
     prune_threshold: float = 0.05,
     represent_batch: int = DEFAULT_REPRESENT_BATCH,
+    progress: ProgressReport | None = None,
 ) -> Scores:
     """FactorVAE metric → train_accuracy, eval_accuracy, num_active_dims, plus the settings used.
 
     `prune_threshold` applies to each dimension's standard deviation (disentanglement_lib's prune_dims).
+    `progress(done, total, "images")` as the variance sample and the votes' batches are represented.
     """
     factors = require_factors(data, "FactorVAE")
     batch_size = check_count("batch_size", batch_size, 2)
@@ -71,7 +75,11 @@ def compute_factor_vae(
     num_variance_estimate = check_count("num_variance_estimate", num_variance_estimate, 2)
     random_state = dl_random_state(seed)
     choices = varying_factors(factors)
-    global_var = _global_variances(data, represent, factors, num_variance_estimate, random_state, represent_batch)
+    total = num_variance_estimate + batch_size * (num_train + num_eval)
+    on_images = report_images(progress, 0, total)
+    global_var = _global_variances(
+        data, represent, factors, num_variance_estimate, random_state, represent_batch, on_images
+    )
     active = np.sqrt(global_var) >= prune_threshold
     settings: Scores = {
         "chance": 1.0 / len(choices),
@@ -84,13 +92,15 @@ def compute_factor_vae(
         "factors": factor_names(factors, choices),
     }
     if not active.any():
+        if progress is not None:
+            progress(total, total, "images")  # no vote to take
         return {"train_accuracy": 0.0, "eval_accuracy": 0.0, "num_active_dims": 0, **settings}
     args = (data, represent, factors, choices, batch_size, random_state, global_var, active, represent_batch)
-    train_votes = _votes(*args, num_train)
+    train_votes = _votes(*args, num_train, report_images(progress, num_variance_estimate, total))
     classifier = np.argmax(train_votes, axis=0)  # per active dimension: the factor voted most, ties → first
     columns = np.arange(train_votes.shape[1])
     train_accuracy = float(train_votes[classifier, columns].sum() / train_votes.sum())
-    eval_votes = _votes(*args, num_eval)
+    eval_votes = _votes(*args, num_eval, report_images(progress, num_variance_estimate + batch_size * num_train, total))
     return {
         "train_accuracy": train_accuracy,
         "eval_accuracy": float(eval_votes[classifier, columns].sum() / eval_votes.sum()),
@@ -99,15 +109,18 @@ def compute_factor_vae(
     }
 
 
-def _global_variances(data, represent, factors, count, random_state, represent_batch) -> np.ndarray:
+def _global_variances(data, represent, factors, count, random_state, represent_batch, on_images=None) -> np.ndarray:
     """Each dimension's variance (ddof=1) over `count` observations, in the representation's float type."""
     classes = dl_sample_factors(factors, count, random_state)
-    codes = represent_indices(data, represent, indices_of(factors, classes), represent_batch, native=True)
+    indices = indices_of(factors, classes)
+    codes = represent_indices(data, represent, indices, represent_batch, native=True, on_images=on_images)
     return np.var(codes, axis=0, ddof=1)
 
 
-def _votes(data, represent, factors, choices, batch_size, random_state, global_var, active, represent_batch, count):
-    """Vote counts (factors with more than one class, active dimensions)."""
+def _votes(
+    data, represent, factors, choices, batch_size, random_state, global_var, active, represent_batch, count, on_images
+):
+    """Vote counts (factors with more than one class, active dimensions); `on_images(n)`: n images represented."""
     votes = np.zeros((len(choices), int(active.sum())), dtype=np.int64)
     per_chunk = chunk_size(batch_size, represent_batch)
     for start in range(0, count, per_chunk):
@@ -124,4 +137,6 @@ def _votes(data, represent, factors, choices, batch_size, random_state, global_v
             local_var = np.var(codes, axis=0, ddof=1)
             with np.errstate(invalid="ignore", divide="ignore"):  # prune_threshold 0 keeps constant dims: 0/0
                 votes[row, int(np.argmin(local_var[active] / global_var[active]))] += 1
+        if on_images is not None:
+            on_images(batch_size * min(start + per_chunk, count))
     return votes

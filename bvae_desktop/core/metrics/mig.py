@@ -22,10 +22,12 @@ from bvae_desktop.core.metrics._common import (
     factor_names,
     gap_top_two,
     mutual_info_matrix,
+    report_images,
     represent_indices,
     require_factors,
     sample_observations,
 )
+from bvae_desktop.core.progress import ProgressReport
 
 
 def compute_mig(
@@ -36,14 +38,19 @@ def compute_mig(
     num_train: int = 10_000,
     num_bins: int = 20,
     represent_batch: int = DEFAULT_REPRESENT_BATCH,
+    progress: ProgressReport | None = None,
 ) -> Scores:
-    """MIG → mig (mean over factors), mig_<factor> per factor, plus the settings used."""
+    """MIG → mig (mean over factors), mig_<factor> per factor, plus the settings used.
+
+    `progress(done, total, "images")` as the observations are represented."""
     factors = require_factors(data, "MIG")
     num_train = check_count("num_train", num_train, 2)
     num_bins = check_count("num_bins", num_bins, 2)
     rng = np.random.default_rng(seed)
     indices, classes = sample_observations(factors, num_train, rng)
-    codes = represent_indices(data, represent, indices, represent_batch)
+    codes = represent_indices(
+        data, represent, indices, represent_batch, on_images=report_images(progress, 0, num_train)
+    )
     entropies = np.array([entropy(classes[:, k]) for k in range(factors.num_factors)])
     used = [k for k in range(factors.num_factors) if entropies[k] > 0]
     mi = mutual_info_matrix(discretize(codes, num_bins), classes[:, used])

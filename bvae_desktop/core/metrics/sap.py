@@ -30,11 +30,13 @@ from bvae_desktop.core.metrics._common import (
     check_count,
     factor_names,
     gap_top_two,
+    report_images,
     represent_indices,
     require_factors,
     sample_observations,
     varying_factors,
 )
+from bvae_desktop.core.progress import ProgressReport
 
 CLASSIFIERS = ("linear_svc", "threshold")
 
@@ -49,8 +51,13 @@ def compute_sap(
     classifier: str = "linear_svc",
     continuous: bool = False,
     represent_batch: int = DEFAULT_REPRESENT_BATCH,
+    progress: ProgressReport | None = None,
 ) -> Scores:
-    """SAP → sap, plus the settings used."""
+    """SAP → sap, plus the settings used.
+
+    `progress(done, total, unit, part, 2)`: part 1 the observations represented ("images"), part 2
+    the (dimension, factor) classifiers.
+    """
     if classifier not in CLASSIFIERS:
         raise MetricError(f"SAP classifier must be one of {', '.join(CLASSIFIERS)}; got {classifier!r}")
     factors = require_factors(data, "SAP")
@@ -60,15 +67,23 @@ def compute_sap(
     used = varying_factors(factors)
     train_idx, train_y = sample_observations(factors, num_train, rng)
     test_idx, test_y = sample_observations(factors, num_test, rng)
-    train_x = represent_indices(data, represent, train_idx, represent_batch)
-    test_x = represent_indices(data, represent, test_idx, represent_batch)
+    images = num_train + num_test
+    train_x = represent_indices(
+        data, represent, train_idx, represent_batch, on_images=report_images(progress, 0, images, 1, 2)
+    )
+    test_x = represent_indices(
+        data, represent, test_idx, represent_batch, on_images=report_images(progress, num_train, images, 1, 2)
+    )
     matrix = np.zeros((train_x.shape[1], len(used)))
+    pairs = train_x.shape[1] * len(used)
     for col, k in enumerate(used):
         for j in range(train_x.shape[1]):
             if continuous:
                 matrix[j, col] = _squared_correlation(train_x[:, j], factors.values[k][train_y[:, k]])
             else:
                 matrix[j, col] = _accuracy(classifier, train_x[:, j], train_y[:, k], test_x[:, j], test_y[:, k], seed)
+            if progress is not None:
+                progress(col * train_x.shape[1] + j + 1, pairs, "classifiers", 2, 2)
     return {
         "sap": float(np.mean(gap_top_two(matrix))),
         "seed": int(seed),

@@ -36,9 +36,11 @@ from bvae_desktop.core.metrics._common import (
     check_count,
     discretize,
     mutual_info,
+    report_images,
     represent_indices,
     sample_observations,
 )
+from bvae_desktop.core.progress import ProgressReport
 
 ACTIVE_THRESHOLD = 0.01
 
@@ -54,8 +56,13 @@ def compute_unsupervised(
     indices: np.ndarray | None = None,
     num_bins: int = 20,
     represent_batch: int = DEFAULT_REPRESENT_BATCH,
+    progress: ProgressReport | None = None,
 ) -> Scores:
-    """Unsupervised scores (see the module docstring), plus the settings used."""
+    """Unsupervised scores (see the module docstring), plus the settings used.
+
+    `progress(done, total, "images")` over every pass: codes, then posterior statistics and
+    reconstructions when asked for.
+    """
     num_points = check_count("num_points", num_points, 2)
     rng = np.random.default_rng(seed)
     if indices is not None:
@@ -72,14 +79,20 @@ def compute_unsupervised(
             raise MetricError("the unsupervised metrics need at least 2 images")
         chosen = np.sort(rng.choice(len(data), size=min(num_points, len(data)), replace=False))
         drawn = f"{len(chosen)} of {len(data)} images"
-    codes = represent_indices(data, represent, chosen, represent_batch)
+    n = len(chosen)
+    total = n * (1 + (represent_stats is not None) + (reconstruct is not None))
+    codes = represent_indices(data, represent, chosen, represent_batch, on_images=report_images(progress, 0, total))
     scores: Scores = code_statistics(codes, num_bins)
+    done = n
     if represent_stats is not None:
-        mean_abs, mean_sigma = _posterior_stats(data, represent_stats, chosen, represent_batch)
+        mean_abs, mean_sigma = _posterior_stats(
+            data, represent_stats, chosen, represent_batch, report_images(progress, done, total)
+        )
         scores["mean_abs_mu"] = [float(v) for v in mean_abs]
         scores["mean_sigma"] = [float(v) for v in mean_sigma]
+        done += n
     if reconstruct is not None:
-        scores.update(_reconstruction(data, reconstruct, chosen, represent_batch))
+        scores.update(_reconstruction(data, reconstruct, chosen, represent_batch, report_images(progress, done, total)))
     scores.update(
         {
             "seed": int(seed),
@@ -127,7 +140,7 @@ def gaussian_wasserstein_correlation(cov: np.ndarray) -> float:
     return float(2 * np.trace(cov) - 2 * np.sum(np.sqrt(np.clip(eig, 0.0, None))))
 
 
-def _posterior_stats(data, represent_stats, chosen, batch_size):
+def _posterior_stats(data, represent_stats, chosen, batch_size, on_images=None):
     abs_sum = sigma_sum = None
     for start in range(0, len(chosen), batch_size):
         images = data.batch(chosen[start : start + batch_size]).numpy()
@@ -140,10 +153,12 @@ def _posterior_stats(data, represent_stats, chosen, batch_size):
         a, s = np.abs(mean).sum(axis=0), np.exp(0.5 * logvar).sum(axis=0)
         abs_sum = a if abs_sum is None else abs_sum + a
         sigma_sum = s if sigma_sum is None else sigma_sum + s
+        if on_images is not None:
+            on_images(start + len(images))
     return abs_sum / len(chosen), sigma_sum / len(chosen)
 
 
-def _reconstruction(data, reconstruct, chosen, batch_size) -> Scores:
+def _reconstruction(data, reconstruct, chosen, batch_size, on_images=None) -> Scores:
     mse = bce = 0.0
     eps = 1.0 / 512
     for start in range(0, len(chosen), batch_size):
@@ -157,4 +172,6 @@ def _reconstruction(data, reconstruct, chosen, batch_size) -> Scores:
         mse += float(np.sum(((x - r) ** 2).sum(axis=axes)))
         r = np.clip(r, eps, 1 - eps)
         bce += float(np.sum(-(x * np.log(r) + (1 - x) * np.log(1 - r)).sum(axis=axes)))
+        if on_images is not None:
+            on_images(start + len(images))
     return {"recon_mse": mse / len(chosen), "recon_bce": bce / len(chosen)}
