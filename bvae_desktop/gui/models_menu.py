@@ -199,8 +199,7 @@ class ModelsMenu(QObject):
             return
         if window.model_source is not None or window.training:  # something came first while loading
             return
-        window.set_model_source(source)
-        window.statusBar().showMessage(self.label.text(), 10000)
+        window.set_model_source(source)  # the permanent label on the right says which model is shown
 
     def show_source(self, source: ModelSource | None, *, live: bool = False) -> None:
         """Say which model the explorer, scatter and Compress tabs show (main window calls this)."""
