@@ -1,14 +1,25 @@
-"""Create the QApplication (names, icon) and show the main window."""
+"""Create the QApplication (names, icon) and open the main window by a staged start.
+
+This module imports only PySide6 and light modules: torch and the main window's modules are loaded
+behind the start-up window (gui/startup.py), so something is on screen within about the cost of
+importing PySide6.
+"""
 
 from __future__ import annotations
 
+import sys
 from importlib import resources
 
 from PySide6.QtCore import QCoreApplication, QEvent
 from PySide6.QtGui import QIcon, QPixmap
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QWidget
 
 from bvae_desktop import APP_NAME, __version__
+from bvae_desktop.gui import startup_trace as stages
+from bvae_desktop.gui.qt_platform import EXIT_CODE as PLATFORM_EXIT_CODE
+from bvae_desktop.gui.qt_platform import check_platform
+from bvae_desktop.gui.startup import StagedStart, run_staged
+from bvae_desktop.gui.startup_trace import StartupTrace
 
 ICON_NAME = "bvae-desktop"
 ICON_SIZES = (16, 24, 32, 48, 64, 128, 256, 512)
@@ -41,15 +52,36 @@ def make_app(argv: list[str]) -> QApplication:
     return app
 
 
-def run_app(argv: list[str]) -> int:
-    app = make_app(argv)
+def build_main_window() -> QWidget:
+    """The main window, built on the GUI thread once the loader thread has imported its modules."""
     from bvae_desktop.gui.main_window import MainWindow
 
-    window = MainWindow()
-    window.show()
-    code = app.exec()
-    # destroy the window while the QApplication lives: left to the interpreter's exit, the order is
+    return MainWindow()
+
+
+def run_app(argv: list[str], started_at: float | None = None) -> int:
+    """Open the app; its exit code. `started_at` (time.time() when main() began) goes into the start-up trace."""
+    problem = check_platform(argv)  # before QApplication: Qt would abort with a misleading hint
+    if problem is not None:
+        print(problem, file=sys.stderr)
+        return PLATFORM_EXIT_CODE
+    trace = StartupTrace.from_environ()
+    if started_at is not None:
+        trace.mark(stages.MAIN, started_at)
+    app = make_app(argv)
+    trace.mark(stages.APP_CREATED)
+    staged = StagedStart(build_main_window, trace=trace, icon=app.windowIcon())
+    try:
+        code = run_staged(app, staged)
+    finally:
+        try:
+            trace.write()
+        except OSError as exc:
+            print(f"bvae-desktop: could not write the start-up trace {trace.path}: {exc}", file=sys.stderr)
+    # destroy the windows while the QApplication lives: left to the interpreter's exit, the order is
     # not fixed, and a window outliving the app can crash the process on the way out
-    window.deleteLater()
+    for window in (staged.window, staged.startup_window):
+        if window is not None:
+            window.deleteLater()
     QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
     return code

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QObject, Qt, QTimer
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import (
     QDialog,
@@ -118,6 +118,9 @@ class ModelCardsDialog(QDialog):
             self.accept()
 
 
+FIRST_PAINT_WAIT_MS = 300  # show the first-launch model this long after start-up if no paint came first
+
+
 class ModelsMenu(QObject):
     """The Models menu of `window`, its status-bar label, and the model shown at first launch."""
 
@@ -153,7 +156,20 @@ class ModelsMenu(QObject):
         self.label = QLabel(window)
         self.label.setObjectName("shownModelLabel")
         window.statusBar().addPermanentWidget(self.label)
-        QTimer.singleShot(0, self, self.show_default_model)  # after the window is up; never if it is gone
+        # after the window's first paint (loading and checking the weights takes ~0.4 s on the GUI thread: before
+        # the paint it delayed the window at start-up), or after FIRST_PAINT_WAIT_MS if it is never painted
+        window.installEventFilter(self)
+        QTimer.singleShot(FIRST_PAINT_WAIT_MS, self, self._show_default_once)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if watched is self.window and event.type() == QEvent.Type.Paint and not self.first_launch_checked:
+            QTimer.singleShot(0, self, self._show_default_once)  # after this paint, not inside it
+        return False
+
+    def _show_default_once(self) -> None:
+        if not self.first_launch_checked:
+            self.window.removeEventFilter(self)
+            self.show_default_model()
 
     def _add(self, text: str, slot, name: str) -> QAction:  # type: ignore[no-untyped-def]
         action = QAction(text, self.window)
