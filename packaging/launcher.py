@@ -1,6 +1,7 @@
 """The frozen app's entry script. All start-up order lives in bvae_desktop.__main__.main: it calls
-multiprocessing.freeze_support() first, replaces a missing stdout/stderr (windowed build), imports torch
-before PySide6 (Windows DLL order), then opens the window or runs --self-test / --version."""
+multiprocessing.freeze_support() first, replaces a missing stdout/stderr (windowed build), then opens the
+window (a start-up window first, torch loading behind it; on Windows torch is imported before PySide6, for the
+DLL order) or runs --self-test (torch first) / --version."""
 
 import sys
 
