@@ -119,7 +119,7 @@ def test_compress_decompress_and_rd_take_a_bundled_name(models, tmp_path, capsys
     bvz = tmp_path / "x.bvz"
     assert main(["compress", "beta4-dsprites", str(image), "-o", str(bvz)]) == 0
     assert main(["decompress", "beta4-dsprites", str(bvz), "-o", str(tmp_path / "out")]) == 0
-    assert (tmp_path / "out" / "img_0000.png").is_file()
+    assert (tmp_path / "out" / "in.png").is_file()  # under its own name (.bvz version 2)
     assert main(["decompress", "vae-dsprites", str(bvz), "-o", str(tmp_path / "out2")]) == 2  # another model
     assert main(["rd", "beta4-dsprites", "--count", "4", "--qualities", "50", "--out", str(tmp_path / "rd")]) == 0
     assert (tmp_path / "rd" / "rd.csv").is_file()
