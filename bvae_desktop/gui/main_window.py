@@ -42,6 +42,8 @@ from bvae_desktop.gui.training_panel import TrainingPanel, choose_any_data_file,
 from bvae_desktop.gui.traversal_view import TraversalView
 from bvae_desktop.gui.worker import StepBatch, TrainingWorker, start_worker
 
+THREAD_JOIN_MS = 60_000  # never wait forever on the GUI thread
+
 
 class MainWindow(QMainWindow):
     """Constructible with no arguments; tests pass a temporary AppSettings."""
@@ -329,7 +331,7 @@ class MainWindow(QMainWindow):
     def _on_finished(self, step: int, checkpoint: str) -> None:
         if self.thread is not None:
             self.thread.quit()
-            self.thread.wait()
+            self.thread.wait(THREAD_JOIN_MS)  # the worker has returned: its thread ends at once
         self.thread = None
         self.worker = None
         self.panel.set_running(False)
