@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 import torch
+from layout_fixtures import geometry_in, tab_area
 from PIL import Image
-from PySide6.QtCore import QRect, QSize
 from PySide6.QtWidgets import QAbstractButton, QApplication, QLabel, QSlider, QWidget
 
 from bvae_desktop.core import codec
@@ -183,31 +183,6 @@ def test_open_compressed_refuses_a_file_of_zero_images(view, source, tmp_path):
 
 
 # ---------------------------------------------------------------- layout at 1024x640
-
-
-def tab_area(qtbot, tmp_path, view_name: str) -> QSize:
-    """The size the view has as a tab of the main window at 1024x640: the window minus its chrome (the
-    training panel on the left, menus, tab bar, status bar), measured, not assumed."""
-    from bvae_desktop.gui import MainWindow
-    from bvae_desktop.gui.settings import AppSettings
-
-    settings = AppSettings(tmp_path / "settings.ini")
-    settings.runs_dir = tmp_path / "runs"
-    window = MainWindow(settings=settings)
-    qtbot.addWidget(window)
-    window.show()
-    window.resize(1024, 640)
-    view = getattr(window, view_name)
-    window.tabs.setCurrentWidget(view)
-    qtbot.waitExposed(window)
-    QApplication.processEvents()
-    area = QSize(1024 - (window.width() - view.width()), 640 - (window.height() - view.height()))
-    window.close()
-    return area
-
-
-def geometry_in(view: QWidget, widget: QWidget) -> QRect:
-    return QRect(widget.mapTo(view, widget.rect().topLeft()), widget.size())
 
 
 def assert_laid_out(view: QWidget, widgets: list[QWidget]) -> None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from layout_fixtures import geometry_in, tab_area
 from PIL import Image
-from PySide6.QtCore import QRect, QSize
+from PySide6.QtCore import QRect
 from PySide6.QtWidgets import QAbstractButton, QApplication, QCheckBox, QLabel, QWidget
 
 from bvae_desktop.core.config import TrainConfig
@@ -96,33 +97,8 @@ def test_an_mnist_reference_file_is_padded_as_in_training(view, tmp_path):
 # ---------------------------------------------------------------- layout at 1024x640
 
 
-def tab_area(qtbot, tmp_path) -> QSize:
-    """The size the view has as a tab of the main window at 1024x640: the window minus its chrome (the
-    training panel on the left, menus, tab bar, status bar), measured, not assumed."""
-    from bvae_desktop.gui import MainWindow
-    from bvae_desktop.gui.settings import AppSettings
-
-    settings = AppSettings(tmp_path / "settings.ini")
-    settings.runs_dir = tmp_path / "runs"
-    window = MainWindow(settings=settings)
-    qtbot.addWidget(window)
-    window.show()
-    window.resize(1024, 640)
-    window.tabs.setCurrentWidget(window.traversalView)
-    qtbot.waitExposed(window)
-    QApplication.processEvents()
-    view = window.traversalView
-    area = QSize(1024 - (window.width() - view.width()), 640 - (window.height() - view.height()))
-    window.close()
-    return area
-
-
-def geometry_in(view: QWidget, widget: QWidget) -> QRect:
-    return QRect(widget.mapTo(view, widget.rect().topLeft()), widget.size())
-
-
 def test_every_control_fits_at_1024x640_and_a_long_name_moves_nothing(qtbot, view, tmp_path):
-    area = tab_area(qtbot, tmp_path)
+    area = tab_area(qtbot, tmp_path, "traversalView")
     assert 600 <= area.width() <= 720 and 500 <= area.height() <= 600
     view.set_source(make_source(collapsed=True))
     view.show()
