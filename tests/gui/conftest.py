@@ -42,3 +42,24 @@ def _no_bundled_models_unless_asked(monkeypatch, tmp_path_factory):
     """Every window would otherwise open the bundled β-VAE at first launch; tests about that point the
     registry at their own models (tests/zoo_fixtures.py), which overrides this."""
     monkeypatch.setenv("BVAE_DESKTOP_MODELS", str(tmp_path_factory.mktemp("no-bundled-models")))
+
+
+@pytest.fixture
+def window(qtbot, tmp_path):
+    """A main window with its own settings and runs folder, set for tiny CPU runs (4 latents, batch 8,
+    12 steps); stopped at the end. Test files may define their own `window` instead."""
+    from bvae_desktop.gui import MainWindow
+    from bvae_desktop.gui.settings import AppSettings
+
+    settings = AppSettings(tmp_path / "settings.ini")
+    settings.runs_dir = tmp_path / "runs"
+    win = MainWindow(settings=settings)
+    qtbot.addWidget(win)
+    win.show()
+    panel = win.panel
+    panel.latentDimSpin.setValue(4)
+    panel.batchSizeSpin.setValue(8)
+    panel.stepsSpin.setValue(12)
+    panel.deviceCombo.setCurrentIndex(panel.deviceCombo.findData("cpu"))
+    yield win
+    win.stop_training()

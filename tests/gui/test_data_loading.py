@@ -5,31 +5,12 @@ from __future__ import annotations
 
 import threading
 
-import pytest
 from data_fixtures import dsprites_npz
 
 from bvae_desktop.core.data import load_dataset
-from bvae_desktop.gui import MainWindow
 from bvae_desktop.gui import worker as worker_module
-from bvae_desktop.gui.settings import AppSettings
 
 WAIT_MS = 120_000
-
-
-@pytest.fixture
-def window(qtbot, tmp_path):
-    settings = AppSettings(tmp_path / "settings.ini")
-    settings.runs_dir = tmp_path / "runs"
-    win = MainWindow(settings=settings)
-    qtbot.addWidget(win)
-    win.show()
-    panel = win.panel
-    panel.latentDimSpin.setValue(4)
-    panel.batchSizeSpin.setValue(8)
-    panel.stepsSpin.setValue(12)
-    panel.deviceCombo.setCurrentIndex(panel.deviceCombo.findData("cpu"))
-    yield win
-    win.stop_training()
 
 
 def test_train_with_a_bad_source_keeps_the_previous_runs_plots(qtbot, window, tmp_path):

@@ -13,22 +13,6 @@ from bvae_desktop.gui.settings import AppSettings
 WAIT_MS = 120_000
 
 
-@pytest.fixture
-def window(qtbot, tmp_path):
-    settings = AppSettings(tmp_path / "settings.ini")
-    settings.runs_dir = tmp_path / "runs"
-    win = MainWindow(settings=settings)
-    qtbot.addWidget(win)
-    win.show()
-    panel = win.panel
-    panel.latentDimSpin.setValue(4)
-    panel.batchSizeSpin.setValue(8)
-    panel.stepsSpin.setValue(12)
-    panel.deviceCombo.setCurrentIndex(panel.deviceCombo.findData("cpu"))
-    yield win
-    win.stop_training()
-
-
 def test_window_opens_with_the_app_name(window):
     assert window.windowTitle() == APP_NAME
     assert window.panel.datasetCombo.currentData() == "dsprites-procedural"
