@@ -15,6 +15,7 @@ from PySide6.QtGui import QIcon, QPixmap
 from PySide6.QtWidgets import QApplication, QWidget
 
 from bvae_desktop import APP_NAME, __version__
+from bvae_desktop.gui import gui_thread_gc
 from bvae_desktop.gui import startup_trace as stages
 from bvae_desktop.gui.qt_platform import EXIT_CODE as PLATFORM_EXIT_CODE
 from bvae_desktop.gui.qt_platform import check_platform
@@ -49,6 +50,8 @@ def make_app(argv: list[str]) -> QApplication:
     app.setApplicationVersion(__version__)
     app.setDesktopFileName(ICON_NAME)  # ties the window to bvae-desktop.desktop (its icon on Wayland)
     app.setWindowIcon(app_icon())
+    if app.findChild(gui_thread_gc.GuiThreadCollector) is None:  # cycles are freed here, never in a worker thread
+        gui_thread_gc.install(app)
     return app
 
 

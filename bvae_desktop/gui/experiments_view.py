@@ -389,7 +389,7 @@ class ExperimentsView(QWidget):
         self.worker = ExperimentWorker(experiment)
         self.worker.runEvent.connect(self._on_run_event)
         self.worker.runProgress.connect(self._on_run_progress)
-        self.worker.failed.connect(lambda message: self.errorOccurred.emit("Experiment failed", message))
+        self.worker.failed.connect(self._on_failed)  # a method: a lambda would run in the worker's thread
         self.worker.finished.connect(self._on_finished)
         self.thread = start_worker(self.worker, "experimentThread")
         self.statusLabel.setText(f"running in {folder}")
@@ -490,6 +490,9 @@ class ExperimentsView(QWidget):
             self.timeLabel.setText(f"{took}{guess}.")
         self._release_thread()
         self.refresh_plot()
+
+    def _on_failed(self, message: str) -> None:
+        self.errorOccurred.emit("Experiment failed", message)
 
     def _on_run_event(self, event: ExperimentEvent) -> None:
         if event.kind == "note":  # the executor's word (Ray: which cluster, how many tasks)

@@ -1,4 +1,5 @@
-"""GUI tests run offscreen and fail if they leave a QThread running (napari's discipline)."""
+"""GUI tests run offscreen, collect garbage on the GUI thread as the app does, and fail if they leave a
+QThread running (napari's discipline)."""
 
 import os
 
@@ -14,6 +15,18 @@ _original_start = QThread.start
 def _tracking_start(self, *args, **kwargs):
     _started_threads.append(self)
     return _original_start(self, *args, **kwargs)
+
+
+@pytest.fixture(autouse=True)
+def _garbage_collected_on_the_gui_thread(qapp):
+    """As in the app (gui/gui_thread_gc.py): no cycle, and so no widget of an earlier test, is freed in a
+    worker's thread; what a test leaves is collected here, on the GUI thread, after its widgets closed."""
+    from bvae_desktop.gui.gui_thread_gc import GuiThreadCollector
+
+    collector = GuiThreadCollector()
+    yield
+    collector.uninstall()
+    collector.deleteLater()
 
 
 @pytest.fixture(autouse=True)

@@ -193,10 +193,12 @@ def test_while_running_the_time_label_shows_the_run_its_metric_and_the_time_left
     view.metricScaleCombo.setCurrentIndex(view.metricScaleCombo.findData(100))
     assert view.estimate_time()
     qtbot.waitUntil(lambda: not view.estimating, timeout=WAIT_MS)
-    assert view.start()
+    # every text the label is given, in order, on the GUI thread (a slot on the worker's signals could run
+    # in the worker's thread, before the view's own queued slot has set the text it means to read)
     shown = []
-    view.worker.runProgress.connect(lambda *args: shown.append(view.timeLabel.text()))
-    view.worker.runEvent.connect(lambda event: shown.append(view.timeLabel.text()))
+    set_text = view.timeLabel.setText
+    view.timeLabel.setText = lambda text: (shown.append(text), set_text(text))
+    assert view.start()
     with qtbot.waitSignal(view.worker.finished, timeout=WAIT_MS):
         pass
     qtbot.waitUntil(lambda: not view.running, timeout=5000)
