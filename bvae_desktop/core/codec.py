@@ -47,7 +47,8 @@ File format `.bvz` (version 2), all integers little-endian:
 | 51+9D       | 4      | payload length L, u32                                          |
 | 55+9D       | 4      | image table length T, u32                                      |
 | 59+9D       | L      | payload                                                        |
-| 59+9D+L     | T      | image table: per image, in payload order, 6 + k bytes (below)  |
+| 59+9D+L     | T      | image table: per image, in payload order, 6 + k bytes (below); |
+|             |        | empty (T = 0) when every image is as is, with no name          |
 | 59+9D+L+T   | 4      | CRC-32 (zlib.crc32), u32, over every byte before it           |
 
 An image table entry: original height u16, original width u16, fit u8 (0 as is: the original had
@@ -58,7 +59,9 @@ name, never a path: no `/`, `\\`, NUL or other control character, not `.` or `..
 each image back at its original size (`restore_images`: the border cropped off, or resized back) and
 `bvae decompress` writes it under its own name (made safe and unique: `output_names`).
 
-The file is exactly 63 + 9·D + L + T bytes, and T is at least 6·n. Version 1 (still read) has no
+The file is exactly 63 + 9·D + L + T bytes, and T is 0 or at least 6·n. T = 0 says every image had
+the model's size and has no name (a data set's own images, as `bvae rd` codes them): the table would
+be 6 bytes an image, more than a well-coded latent vector (2-5 bytes). Version 1 (still read) has no
 image table and no T field: 59 + 9·D + L bytes, the payload at 55+9D; its images come back at the
 model's size as img_0000.png, ...
 
@@ -66,7 +69,8 @@ A reader checks the length and the CRC before it trusts any field, then the magi
 payload and table lengths match, that n ≥ 1 and the table holds n well-formed entries, that every
 range is finite with low ≤ high (low < high where coded), the fingerprint against the model in
 hand, and that the unpacked payload has exactly the expected number of bytes. A CRC proves only
-that the file is as written, not that it is sane: a 149-byte version 1 file can declare 2^21 images of
+that the file is as written, not that it is sane: a 149-byte version 1 file (or a version 2 file with
+an empty table) can declare 2^21 images of
 0 bits each, and a version 2 entry can declare a 65535x65535 original. So before decoding,
 `check_expansion` wants `allow_large` for a file past `LARGE_IMAGE_COUNT` images, `LARGE_DECODED_BYTES`
 of pixels (at their original sizes) or `LARGE_RATIO` times its own size, and refuses one whose decoding
@@ -528,10 +532,11 @@ def build_file(
             raise CodecError("a version 1 .bvz has no room for the images' names and sizes")
         body = head + dims + _TAIL.pack(int(method), len(payload)) + payload
     else:
-        if origins is None:
-            table = _ENTRY.pack(height, width, FITS.index(FIT_AS_IS), 0) * count
-        elif len(origins) != count:
+        if origins is not None and len(origins) != count:
             raise CodecError(f"{len(origins)} image records for {count} images")
+        plain = Origin(height, width, FIT_AS_IS, "")
+        if origins is None or all(origin == plain for origin in origins):
+            table = b""  # every image as is, no name: nothing to record
         else:
             table = b"".join(_entry_bytes(origin) for origin in origins)
         body = head + dims + _TAIL2.pack(int(method), len(payload), len(table)) + payload + table
@@ -609,7 +614,7 @@ def parse_header(data: bytes, *, name: str | os.PathLike[str] | None = None) -> 
         payload_offset=payload_offset,
         payload_length=payload_length,
     )
-    if version == 1:
+    if version == 1 or table_length == 0:  # no table: every image as is, no name
         return header
     try:
         sizes, fits, names = _parse_table(data, payload_offset + payload_length, table_length, header)

@@ -58,7 +58,7 @@ def test_raw_payload_size_matches_allocation(source, images):
     header = codec.parse_header(data)
     expected = math.ceil(22 * len(images) / 8)
     assert header.payload_length == expected == ALLOC.payload_bytes(len(images))
-    assert len(data) == 63 + 9 * 4 + expected + 6 * len(images)  # version 2: 6 bytes per unnamed image
+    assert len(data) == 63 + 9 * 4 + expected  # version 2, images as is with no name: an empty image table
     for method in (codec.METHOD_ZLIB, codec.METHOD_LZMA):
         other = codec.compress(source, images, 60, alloc=ALLOC, method=method)
         assert codec.parse_header(other).method == method
@@ -277,14 +277,39 @@ def test_crafted_huge_count_is_refused(source):
     data = codec.build_file(source.fingerprint(), source.image_shape, 2**32 - 1, 50, zero, b"", version=1)
     with pytest.raises(CodecError, match="too many"):
         codec.decompress(source, data)
-    # version 2 has 6 table bytes per image: a count past what the table holds is refused before anything else
-    two = codec.build_file(source.fingerprint(), source.image_shape, 3, 50, zero, b"")
+    # a version 2 table has 6 or more bytes per image: a count past what it holds is refused before anything else
+    _, height, width = source.image_shape
+    named = [Origin(height, width, FIT_AS_IS, "a.png")] * 3
+    two = codec.build_file(source.fingerprint(), source.image_shape, 3, 50, zero, b"", origins=named)
     body = bytearray(two[:-4])
     struct.pack_into("<I", body, 43, 2**32 - 1)
     with pytest.raises(
-        CodecError, match=r"the image table holds 18 bytes; 4294967295 images need at least 25769803770"
+        CodecError, match=r"the image table holds 33 bytes; 4294967295 images need at least 25769803770"
     ):
         codec.decompress(source, _recrc(bytes(body)))
+    # with no table (every image as is, no name) the count meets the same limit as in version 1
+    plain = bytearray(codec.build_file(source.fingerprint(), source.image_shape, 3, 50, zero, b"")[:-4])
+    struct.pack_into("<I", plain, 43, 2**32 - 1)
+    with pytest.raises(CodecError, match="too many"):
+        codec.decompress(source, _recrc(bytes(plain)))
+
+
+def test_images_as_is_with_no_name_cost_no_table_bytes(source, images):
+    """A data set's own images (what `bvae rd` codes) carry no table: 6 bytes an image would outweigh
+    their codes; any name or other size brings the table back, for every image."""
+    _, height, width = source.image_shape
+    plain = codec.compress(source, images, 50, alloc=ALLOC, method=codec.METHOD_RAW)
+    same = codec.compress(
+        source, images, 50, alloc=ALLOC, method=codec.METHOD_RAW, origins=[Origin(height, width)] * len(images)
+    )
+    assert plain == same and struct.unpack_from("<I", plain, 50 + 9 * 4 + 5)[0] == 0
+    header = codec.parse_header(plain)
+    assert [header.origin(i) for i in range(len(images))] == [Origin(height, width, FIT_AS_IS, "")] * len(images)
+    np.testing.assert_array_equal(codec.decompress(source, plain), codec.decompress(source, same))
+    one_named = [Origin(height, width)] * (len(images) - 1) + [Origin(height, width, FIT_AS_IS, "last.png")]
+    named = codec.compress(source, images, 50, alloc=ALLOC, method=codec.METHOD_RAW, origins=one_named)
+    assert len(named) == len(plain) + 6 * len(images) + len("last.png")
+    assert codec.parse_header(named).origin(len(images) - 1).name == "last.png"
 
 
 # ---------------------------------------------------------------- version 2: names and original sizes
