@@ -22,6 +22,7 @@ from bvae_desktop.cli_speed import add_speed_arguments
 from bvae_desktop.cli_traverse import add_traverse_parser
 from bvae_desktop.core.config import (
     RECONSTRUCTIONS,
+    WEIGHT_INITS,
     TrainConfig,
     beta_from_normalised,
     beta_normalised,
@@ -46,6 +47,7 @@ _TRAIN_FLAGS: dict[str, str] = {
     "bf16": "bf16",
     "sync_every": "sync_every",
     "compile": "compile",
+    "weight_init": "weight_init",
 }
 
 
@@ -76,6 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--device", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
     train.add_argument(
         "--reconstruction", choices=RECONSTRUCTIONS, help="auto: Bernoulli for grey, Gaussian for colour"
+    )
+    train.add_argument(
+        "--weight-init",
+        choices=WEIGHT_INITS,
+        help="first weights: he (default; Kaiming for ReLU nets, leaves the early KL plateau sooner) or torch "
+        "(PyTorch's layer defaults, what runs made before this setting used)",
     )
     train.add_argument("--no-bf16", dest="bf16", action="store_const", const=False, help="no bf16 autocast on CUDA")
     add_speed_arguments(train)

@@ -161,7 +161,7 @@ def _parse(payload: object, file: Path) -> Checkpoint:
             f"({FORMAT_VERSION}); update β-VAE Desktop"
         )
     try:
-        config = TrainConfig.from_dict(dict(payload["config"]), source=str(file))
+        config = TrainConfig.from_dict(dict(payload["config"]), source=str(file), saved=True)
         shape = tuple(int(v) for v in payload["image_shape"])
         checkpoint = Checkpoint(
             config=config,

@@ -17,6 +17,8 @@ from bvae_desktop.core.jsonfile import read_json_object
 
 RECONSTRUCTIONS = ("auto", "bernoulli", "gaussian")
 COMPILE_MODES = ("auto", "on", "off")  # auto: compiled on CUDA, eager elsewhere
+WEIGHT_INITS = ("he", "torch")  # the first weights (core/nets.py: initialise_weights)
+WEIGHT_INIT_BEFORE = "torch"  # what a saved config without the setting was trained with
 
 
 def beta_normalised(beta: float, latent_dim: int, image_shape: tuple[int, int, int]) -> float:
@@ -55,6 +57,7 @@ class TrainConfig:
     bf16: bool = True
     channels_last: bool = True
     compile: str = "auto"
+    weight_init: str = "he"  # he: Kaiming for ReLU nets (leaves the early KL plateau sooner); torch: PyTorch's
     sync_every: int = 0  # steps between host reads of the losses; 0: every step on the CPU, blocks on a GPU
     objective_params: dict[str, Any] = field(default_factory=dict)  # the objective's own settings (its spec's)
     extra: dict[str, Any] = field(default_factory=dict)
@@ -69,6 +72,7 @@ class TrainConfig:
         _objective(self)
         _choice("reconstruction", self.reconstruction, RECONSTRUCTIONS)
         _choice("compile", self.compile, COMPILE_MODES)
+        _choice("weight_init", self.weight_init, WEIGHT_INITS)
         if not isinstance(self.sync_every, int) or isinstance(self.sync_every, bool) or self.sync_every < 0:
             raise ConfigError(f"sync_every must be a non-negative integer (0: automatic); got {self.sync_every!r}")
         _int_in_range("sync_every", self.sync_every, 0, MAX_STEPS)
@@ -97,11 +101,16 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], *, source: str = "config") -> TrainConfig:
+    def from_dict(cls, data: dict[str, Any], *, source: str = "config", saved: bool = False) -> TrainConfig:
+        """`saved`: the settings a run was trained with (a checkpoint's, an experiment's): a setting added
+        since then gets the value those runs had, not today's default (a partial file of the user's gets
+        the defaults)."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ConfigError(f"{source}: unknown setting(s) {', '.join(unknown)}")
+        if saved:
+            data = {"weight_init": WEIGHT_INIT_BEFORE, **data}
         try:
             config = cls(**data)
         except TypeError as exc:

@@ -55,7 +55,7 @@ class RunSpec:
             name=data["name"],
             label=data["label"],
             group=data.get("group", ""),
-            config=TrainConfig.from_dict(data["config"], source=f"run {data['name']}"),
+            config=TrainConfig.from_dict(data["config"], source=f"run {data['name']}", saved=True),
         )
 
 

@@ -171,7 +171,7 @@ class ExperimentSpec:
                 raise ConfigError(f"{source}: not an experiment spec of format {SPEC_FORMAT}")
             return cls(
                 kind=data["kind"],
-                base=TrainConfig.from_dict(data["base"], source=source),
+                base=TrainConfig.from_dict(data["base"], source=source, saved=True),
                 betas=[float(b) for b in data["betas"]],
                 seeds=[int(s) for s in data["seeds"]],
                 metrics=MetricPlan.from_dict(data.get("metrics", {})),

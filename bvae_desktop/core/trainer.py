@@ -28,7 +28,7 @@ from bvae_desktop.core.config import TrainConfig, beta_normalised
 from bvae_desktop.core.data import ImageSet, load_dataset, split_indices
 from bvae_desktop.core.device import pick_device
 from bvae_desktop.core.errors import CheckpointError, ConfigError, DatasetError, TrainingError
-from bvae_desktop.core.nets import BetaVAE, to_unit_float
+from bvae_desktop.core.nets import BetaVAE, initialise_weights, to_unit_float
 from bvae_desktop.core.objectives import ForwardPass, LossTerms, Weight, make_objective
 from bvae_desktop.core.runlog import RunLog
 
@@ -106,11 +106,13 @@ class Trainer:
         self.image_shape = _check_shape(self.dataset)
         self.dataset.to(self.device)
         torch.manual_seed(config.seed)
-        self.model = BetaVAE(self.image_shape, config.latent_dim).to(self.device)
+        model = BetaVAE(self.image_shape, config.latent_dim)
         # channels_last: ~25% faster on CPU (oneDNN) for these convs, and the layout cuDNN prefers
         self._use_channels_last = self.device.type in ("cuda", "cpu") and config.channels_last
         if self._use_channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
+            model = model.to(memory_format=torch.channels_last)
+        initialise_weights(model, config.weight_init, config.seed)  # on the CPU: the same weights on any device
+        self.model = model.to(self.device)
         self._autocast = self.device.type == "cuda" and config.bf16
         self.sync_every = config.sync_every or (1 if self.device.type == "cpu" else DEVICE_SYNC_EVERY)
         self.objective = make_objective(config, self.image_shape[0])
