@@ -24,6 +24,10 @@ MEMBERS = [(0, 1.0), (1, 4.0), (2, 8.0)]  # (seed, β)
 
 
 def member_configs(**changes):
+    """PyTorch's init: vmap's grouped convolutions round differently from separate ones, and under He's init
+    these models learn fast enough that the differences compound past the 2e-4 tolerance within 15 steps
+    (1.5% by step 17), which says nothing about the stacking."""
+    changes = {"weight_init": "torch", **changes}
     return [small_config(seed=seed, beta=beta, **changes) for seed, beta in MEMBERS]
 
 
