@@ -65,12 +65,16 @@ def figure(sweeps: list[tuple[str, float, list[dict]]], path: Path) -> None:
         xlabel="validation reconstruction, nats per image (lower is better)",
         ylabel="MIG",
     )
+    recons = [spread(rows, "recon")[0] for _, _, rows in sweeps]
+    low, high = np.nanmin(recons), np.nanmax(recons)
+    chart.xlim = (low - 0.08 * (high - low or 1.0), high + 0.2 * (high - low or 1.0))  # room for the labels
     for objective, _weight, rows in sweeps:
         recon, _, _ = spread(rows, "recon")
         mig, sd, n = spread(rows, "mig")
         if n == 0:
             continue
-        chart.add(objective_spec(objective).label, [recon], [mig], low=[mig - sd], high=[mig + sd], lines=False)
+        label = objective_spec(objective).label
+        chart.add(label, [recon], [mig], low=[mig - sd], high=[mig + sd], lines=False, point_labels=[label])
     chart.render(900, 560).save(path)
 
 

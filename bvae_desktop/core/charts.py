@@ -79,6 +79,7 @@ class LineChart:
     ylabel: str
     logx: bool = False
     ylim: tuple[float, float] | None = None
+    xlim: tuple[float, float] | None = None  # e.g. room beside the points for their labels
     series: list[Series] = field(default_factory=list)
 
     def add(self, name: str, x: Sequence[float], y: Sequence[float], **options: object) -> LineChart:
@@ -143,7 +144,7 @@ class LineChart:
         if not xs:
             return None, None
         y_range = self.ylim or (min(ys), max(ys))
-        return (min(xs), max(xs)), y_range
+        return self.xlim or (min(xs), max(xs)), y_range
 
     def _draw_grid(
         self, draw: ImageDraw.ImageDraw, box: tuple[int, int, int, int], x_axis: _Axis, y_axis: _Axis, font: object

@@ -205,6 +205,11 @@ def test_charts_leave_out_what_a_log_axis_cannot_show_and_say_when_there_is_noth
     assert image.size == (400, 300)
     pixels = np.asarray(image)
     assert (pixels != 255).any(axis=2).sum() > 2000  # axes, ticks, a line and markers were drawn
+    wide = LineChart("a point and its label", "x", "y", xlim=(0.0, 10.0))
+    wide.add("p", [2.0], [1.0], point_labels=["p"])
+    assert wide._extents()[0] == (0.0, 10.0)  # the given range, not the one point's
+    marked = np.flatnonzero((np.asarray(wide.render(400, 300)) != 255).any(axis=2).any(axis=0))
+    assert marked.size and marked.max() >= 380  # the frame reaches the right side: the range was drawn
     empty = np.asarray(LineChart("nothing", "x", "y").render(200, 150))
     assert empty.shape == (150, 200, 3)
     assert heatmap("KL", np.array([[3.0, 1.0], [0.5, 0.0]]), ["β=1", "β=4"], "dimension").size[0] == 640
