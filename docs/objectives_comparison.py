@@ -59,7 +59,8 @@ def markdown(sweeps: list[tuple[str, float, list[dict]]]) -> str:
     return "\n".join(lines)
 
 
-def figure(sweeps: list[tuple[str, float, list[dict]]], path: Path) -> None:
+def figure(sweeps: list[tuple[str, float, list[dict]]], path: Path, leave_out: tuple[str, ...] = ()) -> None:
+    sweeps = [sweep for sweep in sweeps if sweep[0] not in leave_out]
     chart = LineChart(
         title="Objectives at equal steps: disentanglement against reconstruction (mean, ± 1 sd over seeds)",
         xlabel="validation reconstruction, nats per image (lower is better)",
@@ -82,6 +83,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", type=Path, help="folder with one sweep folder per objective")
     parser.add_argument("--figure", type=Path, help="PNG to draw (MIG against reconstruction)")
+    parser.add_argument(
+        "--leave-out",
+        nargs="*",
+        default=[],
+        metavar="OBJECTIVE",
+        help="objectives the figure leaves out (the table keeps them)",
+    )
     args = parser.parse_args(argv)
     folders = sorted(p.parent for p in args.runs.glob("*/results.json"))
     if not folders:
@@ -90,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     sweeps = [read_sweep(folder) for folder in folders]
     print(markdown(sweeps))
     if args.figure is not None:
-        figure(sweeps, args.figure)
+        figure(sweeps, args.figure, tuple(args.leave_out))
         print(f"figure: {args.figure}", file=sys.stderr)
     return 0
 
