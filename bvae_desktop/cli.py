@@ -20,9 +20,9 @@ from bvae_desktop.cli_models import add_models_parsers
 from bvae_desktop.cli_objectives import add_objective_arguments, apply_objective_arguments, describe_objective
 from bvae_desktop.cli_speed import add_speed_arguments
 from bvae_desktop.cli_traverse import add_traverse_parser
+from bvae_desktop.cli_weights import add_weight_init_argument
 from bvae_desktop.core.config import (
     RECONSTRUCTIONS,
-    WEIGHT_INITS,
     TrainConfig,
     beta_from_normalised,
     beta_normalised,
@@ -79,12 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--reconstruction", choices=RECONSTRUCTIONS, help="auto: Bernoulli for grey, Gaussian for colour"
     )
-    train.add_argument(
-        "--weight-init",
-        choices=WEIGHT_INITS,
-        help="first weights: he (default; Kaiming for ReLU nets, leaves the early KL plateau sooner) or torch "
-        "(PyTorch's layer defaults, what runs made before this setting used)",
-    )
+    add_weight_init_argument(train)
     train.add_argument("--no-bf16", dest="bf16", action="store_const", const=False, help="no bf16 autocast on CUDA")
     add_speed_arguments(train)
     train.add_argument("--threads", type=int, help="CPU threads for torch")

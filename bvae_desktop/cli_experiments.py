@@ -14,7 +14,8 @@ from bvae_desktop.cli_executors import add_executor_arguments, apply_executor_ov
 from bvae_desktop.cli_objectives import add_objective_arguments, apply_objective_arguments
 from bvae_desktop.cli_progress import StatusLine
 from bvae_desktop.cli_speed import add_speed_arguments
-from bvae_desktop.core.config import RECONSTRUCTIONS, WEIGHT_INITS, TrainConfig
+from bvae_desktop.cli_weights import add_weight_init_argument
+from bvae_desktop.core.config import RECONSTRUCTIONS, TrainConfig
 from bvae_desktop.core.data.registry import dataset_names
 from bvae_desktop.core.progress import format_duration
 from bvae_desktop.core.value_lists import parse_floats, parse_seeds
@@ -125,12 +126,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--reconstruction", choices=RECONSTRUCTIONS, help="auto: Bernoulli for grey, Gaussian for colour"
     )
-    parser.add_argument(
-        "--weight-init",
-        choices=WEIGHT_INITS,
-        help="first weights: he (default; Kaiming for ReLU nets, leaves the early KL plateau sooner) or torch "
-        "(PyTorch's layer defaults, what runs made before this setting used)",
-    )
+    add_weight_init_argument(parser)
     parser.add_argument("--no-bf16", dest="bf16", action="store_const", const=False, help="no bf16 autocast on CUDA")
     parser.add_argument(
         "--workers", type=int, default=1, help="runs at once, in worker processes (default 1: in this process)"
