@@ -56,7 +56,13 @@ def add_models_parsers(commands: Any) -> None:
     export.add_argument("--name", required=True, help="model name, e.g. beta4-dsprites (letters, digits, . _ -)")
     export.add_argument("--models-dir", type=Path, default=Path("models"), help="where to write (default models)")
     export.add_argument("--command", dest="train_command", help="the exact command that trained the run, for the card")
-    export.add_argument("--metrics-json", type=Path, help="a `bvae evaluate --json` file of this run's checkpoint")
+    export.add_argument(
+        "--metrics-json",
+        type=Path,
+        action="append",
+        help="a `bvae evaluate --json` file of this run's checkpoint; repeat it to fold in metrics measured "
+        "separately (each metric once)",
+    )
     export.add_argument(
         "--half",
         action="store_true",

@@ -15,7 +15,7 @@ import datetime as _dt
 import json
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,7 +74,7 @@ def export_model(
     *,
     models_dir: str | os.PathLike[str],
     command: str | None = None,
-    metrics_json: str | os.PathLike[str] | None = None,
+    metrics_json: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
     half: bool = False,
     data: str | None = None,
     note: str | None = None,
@@ -100,7 +100,7 @@ def export_model(
     if data is not None:
         ckpt.config = dataclasses.replace(ckpt.config, data_path=str(data))
     float_state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in ckpt.model_state.items()}
-    metrics_block = _metrics_block(Path(metrics_json), ckpt, float_state) if metrics_json is not None else None
+    metrics_block = _metrics_block(_as_paths(metrics_json), ckpt, float_state) if metrics_json else None
 
     say(f"measuring reconstruction and KL on {val_images} held-out images (float32 weights)")
     float32 = measure_validation(ckpt, float_state, val_images)
@@ -290,11 +290,46 @@ def _runlog_attrs(runlog: Path) -> dict[str, Any]:
 # --- metrics -------------------------------------------------------------------------------------
 
 
-def _metrics_block(path: Path, ckpt: Checkpoint, state: dict[str, torch.Tensor]) -> dict[str, Any]:
-    """The metrics of a `bvae evaluate --json` file, with the sample counts each used against the defaults."""
-    from bvae_desktop.core.metrics import METRICS, count_defaults, split_result
+def _as_paths(files: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> list[Path]:
+    if isinstance(files, (str, os.PathLike)):
+        return [Path(files)]
+    return [Path(f) for f in files]
+
+
+def _metrics_block(paths: list[Path], ckpt: Checkpoint, state: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """The metrics of one or more `bvae evaluate --json` files of this model, with each metric's sample counts.
+
+    Several files let the slow full-count metrics be measured in separate processes (one core each) and
+    folded into one card; a metric found in two files is an error, since the card could show only one.
+    """
     from bvae_desktop.core.model_source import ModelSource
 
+    source = ModelSource.from_checkpoint(dataclasses.replace(ckpt, model_state=state), load_data=False)
+    expected = source.fingerprint()
+    results: dict[str, Any] = {}
+    counts: dict[str, str] = {}
+    sources: dict[str, str] = {}
+    seeds: dict[str, Any] = {}
+    for path in paths:
+        report = _read_metrics_file(path, expected)
+        for metric, result in report["metrics"].items():
+            if metric in results:
+                raise ModelCardError(f"{path}: metric {metric!r} is also in {sources[metric]}; pass each metric once")
+            results[metric], counts[metric] = result, _counts_of(path, metric, result)
+            sources[metric], seeds[metric] = path.name, report.get("seed")
+    distinct_seeds = set(map(str, seeds.values()))
+    return {
+        "source": paths[0].name if len(paths) == 1 else ", ".join(p.name for p in paths),
+        "sources": sources,
+        "seed": next(iter(seeds.values())) if len(distinct_seeds) == 1 else seeds,
+        "quick": any(c.startswith("divided by") or c.startswith("custom") for c in counts.values()),
+        "counts": counts,
+        "fingerprint": expected,
+        "results": results,
+    }
+
+
+def _read_metrics_file(path: Path, expected_fingerprint: str) -> dict[str, Any]:
     report = read_json_object(
         path,
         ModelCardError,
@@ -306,33 +341,25 @@ def _metrics_block(path: Path, ckpt: Checkpoint, state: dict[str, torch.Tensor])
     if not isinstance(results, dict) or not results:
         raise ModelCardError(f'{path}: not a `bvae evaluate --json` file (no "metrics")')
     fingerprint = report.get("fingerprint")
-    if fingerprint is not None:
-        source = ModelSource.from_checkpoint(dataclasses.replace(ckpt, model_state=state), load_data=False)
-        if fingerprint != source.fingerprint():
-            raise ModelCardError(
-                f"{path}: these metrics were computed for another model (fingerprint {str(fingerprint)[:16]}…, "
-                f"this run's weights are {source.fingerprint()[:16]}…)"
-            )
-    counts: dict[str, str] = {}
-    for metric, result in results.items():
-        if not isinstance(result, dict):
-            raise ModelCardError(f"{path}: metric {metric!r} is not an object")
-        if "skipped" in result:
-            counts[metric] = f"skipped: {result['skipped']}"
-            continue
-        if metric not in METRICS:
-            counts[metric] = "unknown metric"
-            continue
-        _scores, settings = split_result(result)
-        counts[metric] = describe_counts(count_defaults(metric), settings)
-    return {
-        "source": path.name,
-        "seed": report.get("seed"),
-        "quick": bool(report.get("quick", False)),
-        "counts": counts,
-        "fingerprint": fingerprint,
-        "results": results,
-    }
+    if fingerprint is not None and fingerprint != expected_fingerprint:
+        raise ModelCardError(
+            f"{path}: these metrics were computed for another model (fingerprint {str(fingerprint)[:16]}…, "
+            f"this run's weights are {expected_fingerprint[:16]}…)"
+        )
+    return report
+
+
+def _counts_of(path: Path, metric: str, result: Any) -> str:
+    from bvae_desktop.core.metrics import METRICS, count_defaults, split_result
+
+    if not isinstance(result, dict):
+        raise ModelCardError(f"{path}: metric {metric!r} is not an object")
+    if "skipped" in result:
+        return f"skipped: {result['skipped']}"
+    if metric not in METRICS:
+        return "unknown metric"
+    _scores, settings = split_result(result)
+    return describe_counts(count_defaults(metric), settings)
 
 
 def describe_counts(defaults: dict[str, int], settings: dict[str, Any]) -> str:

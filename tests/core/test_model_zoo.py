@@ -117,6 +117,7 @@ def test_metrics_file_is_folded_in_with_its_counts_and_must_be_of_this_model(run
     assert card["metrics"]["results"]["beta_vae"]["eval_accuracy"] == 0.8
     assert card["metrics"]["counts"]["beta_vae"].startswith("full (disentanglement_lib's defaults")
     assert card["metrics"]["counts"]["mig"].startswith("divided by 10")
+    assert card["metrics"]["quick"] is True  # any metric below full counts makes the card a quick look
     assert card["headline"]["beta_vae"] == 0.8 and card["headline"]["mig"] == 0.2
     report["fingerprint"] = "0" * 64
     path.write_text(json.dumps(report))
@@ -228,3 +229,23 @@ def test_a_weights_only_checkpoint_saved_by_hand_loads(run_dir, tmp_path):
     ckpt.rng_state = {}
     save_checkpoint(tmp_path / "w.pt", ckpt)
     assert load_checkpoint(tmp_path / "w.pt").optimizer_state is None
+
+
+def test_metrics_measured_in_separate_files_are_merged_and_a_metric_given_twice_is_refused(run_dir, tmp_path):
+    fingerprint = ModelSource.from_checkpoint(run_dir / "checkpoint.pt", load_data=False).fingerprint()
+    slow = {"eval_accuracy": 0.8, "train_accuracy": 0.9, **count_defaults("beta_vae"), "seed": 0}
+    fast = {"mig": 0.2, **count_defaults("mig"), "seed": 0}
+    first, second = tmp_path / "slow.json", tmp_path / "fast.json"
+    first.write_text(json.dumps({"fingerprint": fingerprint, "seed": 0, "metrics": {"beta_vae": slow}}))
+    second.write_text(json.dumps({"fingerprint": fingerprint, "seed": 0, "metrics": {"mig": fast}}))
+    card = model_export.export_model(
+        run_dir, "m", models_dir=tmp_path, val_images=32, metrics_json=[first, second]
+    ).card
+    block = card["metrics"]
+    assert block["sources"] == {"beta_vae": "slow.json", "mig": "fast.json"}
+    assert block["quick"] is False and block["seed"] == 0
+    assert all(text.startswith("full") for text in block["counts"].values())
+    assert card["headline"]["beta_vae"] == 0.8 and card["headline"]["mig"] == 0.2
+    first.write_text(json.dumps({"fingerprint": fingerprint, "seed": 0, "metrics": {"mig": fast}}))
+    with pytest.raises(ModelCardError, match=r"fast\.json: metric 'mig' is also in slow\.json"):
+        model_export.export_model(run_dir, "m2", models_dir=tmp_path, val_images=32, metrics_json=[first, second])
