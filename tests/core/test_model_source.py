@@ -1,3 +1,5 @@
+import hashlib
+
 import numpy as np
 import pytest
 import torch
@@ -61,5 +63,29 @@ def test_checkpoint_with_non_finite_weights_is_refused_for_inference(tmp_path):
     state["decoder.fc.0.weight"][0, 0] = float("nan")
     path = tmp_path / "nan.pt"
     save_checkpoint(path, Checkpoint(TrainConfig(latent_dim=3), (1, 32, 32), 5, 4.0, state))
-    with pytest.raises(CheckpointError, match=r"nan\.pt: its weights hold NaN or infinite values \(in decoder\.fc\.0\.weight\)"):
+    with pytest.raises(
+        CheckpointError, match=r"nan\.pt: its weights hold NaN or infinite values \(in decoder\.fc\.0\.weight\)"
+    ):
         ModelSource.from_checkpoint(path)
+
+
+def test_inference_runs_on_channels_last_weights_and_agrees_with_the_default_layout(tmp_path):
+    trainer = Trainer(TrainConfig(steps=2, batch_size=8, latent_dim=4, device="cpu"), run_dir=tmp_path)
+    list(trainer.steps())
+    source = ModelSource.from_checkpoint(tmp_path / "checkpoint.pt")
+    convs = [p for p in source.model.parameters() if p.dim() == 4 and p.shape[1] > 1]
+    assert convs and all(p.is_contiguous(memory_format=torch.channels_last) for p in convs)
+    plain = BetaVAE(source.image_shape, source.latent_dim).eval()
+    plain.load_state_dict({k: v.contiguous() for k, v in source.model.state_dict().items()})
+    images = source.dataset.batch(source.val_indices[:8]).numpy()
+    mean, _ = source.encode(images)
+    with torch.no_grad():
+        expected = plain.encode(torch.as_tensor(images).float() / 255.0)[0].numpy()
+        expected_images = torch.sigmoid(plain.decode(torch.as_tensor(mean))).mul(255).round().numpy()
+    np.testing.assert_allclose(mean, expected, rtol=1e-4, atol=1e-5)
+    assert np.abs(source.decode(mean).astype(np.float64) - expected_images).max() <= 1  # a rounding step at most
+    digest = hashlib.sha256()  # the fingerprint names the weights, not their layout: old .bvz files still match
+    for name, tensor in sorted(plain.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.numpy().tobytes())
+    assert source.fingerprint() == digest.hexdigest()
