@@ -17,7 +17,15 @@ LATENT_DIM = 3
 _CACHE: dict[str, Path] = {}
 
 
-def train_run(run_dir: Path, *, objective: str = "beta-h", beta: float = 4.0, steps: int = 4, seed: int = 0) -> Path:
+def train_run(
+    run_dir: Path,
+    *,
+    objective: str = "beta-h",
+    beta: float = 4.0,
+    steps: int = 4,
+    seed: int = 0,
+    weight_init: str = "he",
+) -> Path:
     """A real run folder (checkpoint, run log, config) of a tiny model."""
     config = TrainConfig(
         objective=objective,
@@ -30,6 +38,7 @@ def train_run(run_dir: Path, *, objective: str = "beta-h", beta: float = 4.0, st
         lr=2e-3,
         seed=seed,
         device="cpu",
+        weight_init=weight_init,
     )
     trainer = Trainer(config, run_dir=run_dir)
     for _event in trainer.steps():

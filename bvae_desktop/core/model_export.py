@@ -31,7 +31,7 @@ from bvae_desktop.core.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from bvae_desktop.core.config import beta_normalised
+from bvae_desktop.core.config import WEIGHT_INITS, beta_normalised
 from bvae_desktop.core.errors import BvaeError, CheckpointError
 from bvae_desktop.core.jsonfile import json_default, read_json_object
 from bvae_desktop.core.latent_activity import ACTIVE_KL
@@ -441,6 +441,11 @@ def build_card(
         "command": command,
         "config": config.to_dict(),
     }
+    if config.weight_init != WEIGHT_INITS[0]:  # a reader comparing cards must see the start differed
+        training["weight_init_note"] = (
+            f"trained from {config.weight_init!r} weight init (--weight-init {config.weight_init}); "
+            f"today's default is {WEIGHT_INITS[0]!r}"
+        )
     card: dict[str, Any] = {
         "format": CARD_FORMAT,
         "format_version": CARD_VERSION,

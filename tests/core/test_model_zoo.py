@@ -249,3 +249,12 @@ def test_metrics_measured_in_separate_files_are_merged_and_a_metric_given_twice_
     first.write_text(json.dumps({"fingerprint": fingerprint, "seed": 0, "metrics": {"mig": fast}}))
     with pytest.raises(ModelCardError, match=r"fast\.json: metric 'mig' is also in slow\.json"):
         model_export.export_model(run_dir, "m2", models_dir=tmp_path, val_images=32, metrics_json=[first, second])
+
+
+def test_a_card_says_when_the_model_started_from_other_than_the_default_init(run_dir, tmp_path):
+    default = model_export.export_model(run_dir, "he", models_dir=tmp_path, val_images=8).card
+    assert "weight_init_note" not in default["training"]
+    torch_run = train_run(tmp_path / "torch-run", steps=2, weight_init="torch")
+    card = model_export.export_model(torch_run, "torch", models_dir=tmp_path, val_images=8).card
+    assert card["training"]["config"]["weight_init"] == "torch"
+    assert "--weight-init torch" in card["training"]["weight_init_note"]
