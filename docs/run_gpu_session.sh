@@ -6,8 +6,8 @@
 # once, so what finished comes back even if a later phase does not.
 #
 #   MODE=models      (issue 12) the bundled dSprites models: VAE and β-VAE (β = 4) stacked in one pass, then the
-#                    capacity β-VAE alone with C rising over its whole run (a fast ramp makes it degenerate: see
-#                    README "Bundled models"); each trains until TRAIN_S runs out or STEPS, then
+#                    capacity β-VAE alone with C rising over its whole run, as Burgess et al. do (README "Bundled
+#                    models": the CPU one reached C = 25 in 8,000 steps); each trains until TRAIN_S runs out or STEPS, then
 #                    `bvae evaluate --quick`. Export with `bvae export-model` on this machine afterwards.
 #   MODE=objectives  (issue 13) every objective at equal STEPS (default 5,000), SEEDS seeds each, all objectives
 #                    at once (one `bvae sweep` per objective, its seeds stacked in one pass), scored with MIG,
