@@ -310,19 +310,21 @@ def _metrics_block(paths: list[Path], ckpt: Checkpoint, state: dict[str, torch.T
     counts: dict[str, str] = {}
     sources: dict[str, str] = {}
     seeds: dict[str, Any] = {}
+    quick = False
     for path in paths:
         report = _read_metrics_file(path, expected)
         for metric, result in report["metrics"].items():
             if metric in results:
                 raise ModelCardError(f"{path}: metric {metric!r} is also in {sources[metric]}; pass each metric once")
-            results[metric], counts[metric] = result, _counts_of(path, metric, result)
-            sources[metric], seeds[metric] = path.name, report.get("seed")
+            counts[metric], below_full = _counts_of(path, metric, result)
+            results[metric], sources[metric], seeds[metric] = result, path.name, report.get("seed")
+            quick = quick or below_full
     distinct_seeds = set(map(str, seeds.values()))
     return {
         "source": paths[0].name if len(paths) == 1 else ", ".join(p.name for p in paths),
         "sources": sources,
         "seed": next(iter(seeds.values())) if len(distinct_seeds) == 1 else seeds,
-        "quick": any(c.startswith("divided by") or c.startswith("custom") for c in counts.values()),
+        "quick": quick,
         "counts": counts,
         "fingerprint": expected,
         "results": results,
@@ -349,22 +351,29 @@ def _read_metrics_file(path: Path, expected_fingerprint: str) -> dict[str, Any]:
     return report
 
 
-def _counts_of(path: Path, metric: str, result: Any) -> str:
+def _counts_of(path: Path, metric: str, result: Any) -> tuple[str, bool]:
+    """(the card's words for the sample counts a metric used, whether any was below the default)."""
     from bvae_desktop.core.metrics import METRICS, count_defaults, split_result
 
     if not isinstance(result, dict):
         raise ModelCardError(f"{path}: metric {metric!r} is not an object")
     if "skipped" in result:
-        return f"skipped: {result['skipped']}"
+        return f"skipped: {result['skipped']}", False
     if metric not in METRICS:
-        return "unknown metric"
+        return "unknown metric", False
     _scores, settings = split_result(result)
-    return describe_counts(count_defaults(metric), settings)
+    defaults = count_defaults(metric)
+    below_full = any(int(v) < int(defaults[k]) for k, v in _used_counts(defaults, settings).items())
+    return describe_counts(defaults, settings), below_full
+
+
+def _used_counts(defaults: dict[str, int], settings: dict[str, Any]) -> dict[str, Any]:
+    return {k: settings[k] for k in defaults if isinstance(settings.get(k), (int, float))}
 
 
 def describe_counts(defaults: dict[str, int], settings: dict[str, Any]) -> str:
     """'full (disentanglement_lib's defaults)', 'divided by 10', or the counts used."""
-    used = {k: settings[k] for k in defaults if isinstance(settings.get(k), (int, float))}
+    used = _used_counts(defaults, settings)
     if not used:
         return "no sample counts (the metric takes none)"
     if all(int(used[k]) == int(v) for k, v in defaults.items() if k in used):

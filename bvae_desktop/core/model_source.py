@@ -35,7 +35,7 @@ class ModelSource:
     _fingerprint: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        # oneDNN's convolutions run ~1.5x faster on CPU with channels-last weights (benchmarks/cpu_inference.py);
+        # oneDNN's convolutions run ~1.7-2x faster on CPU with channels-last weights (benchmarks/cpu_inference.py);
         # the metrics encode millions of images, the scatter and traversal thousands. Outputs move by ~1e-6.
         self.model = self.model.to(memory_format=torch.channels_last)
 
